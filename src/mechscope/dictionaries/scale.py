@@ -1,0 +1,85 @@
+"""Activation normalisation factors and the per-feature scale that undoes L1 shrinkage.
+
+- :func:`norm_scale`: the factor ``sqrt(d) / E||x||`` that brings activations to norm ``sqrt(d)`` on average
+  (Anthropic, April 2024); store it with ``dictionary.set_activation_norm(scale)`` so it travels with the file.
+- :func:`fit_feature_scale`: with the latents of a trained dictionary held fixed, the per-latent factors ``c``
+  minimising ``||decode(f * c) - target||^2`` (plus a small ridge) by conjugate gradients on the normal
+  equations. An L1 penalty shrinks activations towards zero; ``c > 1`` undoes it. Store it with
+  ``dictionary.set_feature_scale(c)`` (or fold it into the decoder with ``fold_feature_scale``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .base import Dictionary
+from .errors import DictionaryConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def norm_scale(acts: Float[Tensor, "... d"]) -> float:
+    """``sqrt(d) / mean ||x||``: multiply activations by it to give them an average norm of ``sqrt(d)``."""
+    mean_norm = acts.float().norm(dim=-1).mean()
+    if not mean_norm > 0:
+        raise DictionaryConfigError("activations have zero mean norm; cannot compute a normalisation factor")
+    return float(acts.shape[-1] ** 0.5 / mean_norm)
+
+
+def fit_feature_scale(d: Dictionary, x: Tensor, target: Tensor | None = None, *, ridge: float = 1e-6,
+                      max_iter: int = 500, tol: float = 1e-10) -> Tensor:
+    """Least-squares per-latent scale for fixed latents ``f = d.encode(x)``; returns shape ``d.latent_shape()``.
+
+    Latents that never fire in ``x`` keep the factor 1. ``target`` defaults to ``x`` (autoencoders).
+    """
+    if target is None:
+        if d.cfg.transcoder:
+            raise DictionaryConfigError("a transcoder reconstructs another hook point: pass target=")
+        target = x
+    saved, d.feature_scale = d.feature_scale, None
+    try:
+        with torch.no_grad():
+            f = d.encode(x).detach()
+            base = d.decode(torch.zeros_like(f), x)
+            residual = (target.to(base.dtype) - d.decode(f, x)).detach()  # error at c = 1
+
+        def lin(c: Tensor) -> Tensor:
+            return d.decode(f * c, x) - base
+
+        zero = torch.zeros(d.latent_shape(), dtype=f.dtype, device=f.device)
+        _, vjp = torch.func.vjp(lin, zero)
+
+        def normal(v: Tensor) -> Tensor:
+            return vjp(lin(v))[0] + ridge * v
+
+        with torch.no_grad():
+            delta = _conjugate_gradients(normal, vjp(residual)[0], max_iter, tol)
+    finally:
+        d.feature_scale = saved
+    return (1 + delta).detach()
+
+
+@torch.no_grad()
+def _conjugate_gradients(op, b: Tensor, max_iter: int, tol: float) -> Tensor:  # type: ignore[no-untyped-def]
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = r.clone()
+    rs = (r * r).sum()
+    b_norm = rs.sqrt().clamp_min(1e-30)
+    for i in range(max_iter):
+        ap = op(p)
+        alpha = rs / (p * ap).sum().clamp_min(1e-30)
+        x += alpha * p
+        r -= alpha * ap
+        rs_new = (r * r).sum()
+        if rs_new.sqrt() / b_norm < tol:
+            logger.debug("feature scale: conjugate gradients converged in %d steps", i + 1)
+            break
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    return x

@@ -1,0 +1,203 @@
+"""Splice dictionaries into a model's forward pass: replace activations with their reconstructions.
+
+``spliced(model, dicts_and_sites, keep_error=False)`` attaches hooks through ``model.hooks([(name, fn), ...])``
+(the HookedModel API) for the duration of a ``with`` block:
+
+- an autoencoder at ``at`` (default: its ``hook_name``) replaces that activation with ``decode(edit(encode(x)))``;
+- a transcoder stores its input at ``at`` (``blocks.L.mlp_in``) and replaces ``out`` (``blocks.L.mlp_out``);
+- a cross-layer transcoder encodes every covered ``mlp_in`` and replaces every ``mlp_out`` with the sum of the
+  decoders of all earlier-or-equal layers (it is causal, so one forward pass suffices);
+- acausal crosscoders cannot be spliced in one pass and are refused.
+
+``keep_error=True`` adds the error term ``x - decode(encode(x))`` computed from the real activation (no edit,
+detached), so the model's output is unchanged while edits to the features (the optional ``edit`` callback:
+steering, ablation) still propagate. The yielded :class:`SpliceState` holds the latest feature activations per
+site (with their autograd graph, for attribution).
+
+Several splices may be given at once; two splices may not write the same hook point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+from .base import Dictionary
+from .clt import CrossLayerTranscoder
+from .crosscoder import Crosscoder
+from .errors import DictionaryConfigError
+from .hooknames import block_hook, to_canonical
+
+HookFn = Callable[[Tensor, Any], Union[Tensor, None]]
+
+
+@dataclass
+class Splice:
+    """One dictionary spliced into the model."""
+
+    dictionary: Dictionary
+    at: str | None = None
+    """Hook point read (and, for autoencoders, written). Default: the dictionary's ``hook_name``."""
+    out: str | None = None
+    """Hook point written by a transcoder. Default: the dictionary's ``hook_name_out``."""
+    edit: Callable[..., Tensor] | None = None
+    """``edit(feature_acts) -> feature_acts`` applied before decoding (CLTs: ``edit(feature_acts, layer)``)."""
+    keep_error: bool | None = None
+    """Per-splice override of ``spliced(..., keep_error=)``."""
+
+
+@dataclass
+class SpliceState:
+    """Yielded by :func:`spliced`: what the splices saw during the latest forward pass."""
+
+    feature_acts: dict[str, Tensor] = field(default_factory=dict)
+    """Input hook name -> (edited) feature activations of the latest forward pass."""
+    errors: dict[str, Tensor] = field(default_factory=dict)
+    """Output hook name -> error term added (only with ``keep_error``)."""
+
+
+SpliceSpec = Union[Dictionary, Splice, tuple]
+
+
+def _as_splice(item: SpliceSpec) -> Splice:
+    if isinstance(item, Splice):
+        return item
+    if isinstance(item, Dictionary):
+        return Splice(item)
+    if isinstance(item, tuple) and item and isinstance(item[0], Dictionary):
+        d, *rest = item
+        if len(rest) == 1 and isinstance(rest[0], tuple):
+            return Splice(d, *rest[0])
+        return Splice(d, *rest)
+    raise DictionaryConfigError(
+        f"cannot splice {type(item).__name__}: give a Dictionary, (dictionary, hook_name), "
+        "(dictionary, (hook_in, hook_out)) or a Splice"
+    )
+
+
+def _output(recon: Tensor, clean: Tensor | None, act: Tensor, keep: bool, state: SpliceState, name: str) -> Tensor:
+    if keep:
+        with torch.no_grad():
+            error = act - (recon if clean is None else clean).to(act.dtype)
+        state.errors[name] = error
+        return (recon.to(act.dtype) + error).to(act.dtype)
+    return recon.to(act.dtype)
+
+
+def _autoencoder_hooks(sp: Splice, keep: bool, state: SpliceState) -> list[tuple[str, HookFn]]:
+    d, name = sp.dictionary, to_canonical(sp.at or sp.dictionary.hook_name)
+    if name is None:
+        raise DictionaryConfigError(f"{d.architecture} dictionary records no hook_name: pass at=")
+    d.check_compatible(d.d_in, name)
+
+    def replace(act: Tensor, hook: Any) -> Tensor:
+        d.check_compatible(act.shape)
+        if sp.edit is None:
+            out = d(act)
+            state.feature_acts[name] = out.feature_acts
+            return _output(out.reconstruction, None, act, keep, state, name)
+        f = d.encode(act)
+        edited = sp.edit(f)
+        state.feature_acts[name] = edited
+        clean = d.decode(f, act) if keep else None
+        return _output(d.decode(edited, act), clean, act, keep, state, name)
+
+    return [(name, replace)]
+
+
+def _transcoder_hooks(sp: Splice, keep: bool, state: SpliceState) -> list[tuple[str, HookFn]]:
+    d = sp.dictionary
+    name_in, name_out = to_canonical(sp.at or d.hook_name), to_canonical(sp.out or d.hook_name_out)
+    if name_in is None or name_out is None:
+        raise DictionaryConfigError("transcoder without recorded hook names: pass at= and out=")
+    d.check_compatible(d.d_in, name_in)
+    stash: dict[str, Tensor] = {}
+
+    def read(act: Tensor, hook: Any) -> None:
+        d.check_compatible(act.shape)
+        stash["x"] = act
+
+    def write(act: Tensor, hook: Any) -> Tensor:
+        if "x" not in stash:
+            raise DictionaryConfigError(f"transcoder output hook {name_out!r} ran before its input {name_in!r}")
+        x = stash.pop("x")
+        f = d.encode(x)
+        edited = sp.edit(f) if sp.edit is not None else f
+        state.feature_acts[name_in] = edited
+        clean = d.decode(f, x) if keep and sp.edit is not None else None
+        return _output(d.decode(edited, x), clean, act, keep, state, name_out)
+
+    return [(name_in, read), (name_out, write)]
+
+
+def _clt_hooks(sp: Splice, keep: bool, state: SpliceState) -> list[tuple[str, HookFn]]:
+    d: CrossLayerTranscoder = sp.dictionary  # type: ignore[assignment]
+    if sp.at is not None or sp.out is not None:
+        raise DictionaryConfigError("a CLT splices at the mlp_in / mlp_out of its own layers; do not pass at=/out=")
+    feats: dict[int, tuple[Tensor, Tensor, Tensor]] = {}  # source -> (edited, clean, input)
+    hooks: list[tuple[str, HookFn]] = []
+    for src, layer in enumerate(d.layers):
+        def read(act: Tensor, hook: Any, src: int = src, layer: int = layer) -> None:
+            d.check_compatible(act.shape)
+            f = d.encode_layer(act, src)
+            edited = sp.edit(f, src) if sp.edit is not None else f
+            feats[src] = (edited, f, act)
+            state.feature_acts[block_hook(layer, "mlp_in")] = edited
+
+        def write(act: Tensor, hook: Any, src: int = src, layer: int = layer) -> Tensor:
+            if any(s not in feats for s in range(src + 1)):
+                raise DictionaryConfigError(f"CLT output at layer {layer} ran before the inputs of layers <= {layer}")
+            x = feats[src][2]
+            recon = d.decode_layer([feats[s][0] for s in range(src + 1)], src, x)
+            clean = d.decode_layer([feats[s][1] for s in range(src + 1)], src, x) if keep and sp.edit else None
+            if src == len(d.layers) - 1:
+                feats.clear()  # the forward pass is past the last covered layer
+            return _output(recon, clean, act, keep, state, block_hook(layer, "mlp_out"))
+
+        hooks += [(block_hook(layer, "mlp_in"), read), (block_hook(layer, "mlp_out"), write)]
+    return hooks
+
+
+@contextmanager
+def spliced(model: Any, dicts_and_sites: SpliceSpec | Sequence[SpliceSpec],
+            keep_error: bool = False) -> Iterator[SpliceState]:
+    """Replace activations with dictionary reconstructions inside a ``with`` block (see module docstring).
+
+    ``dicts_and_sites``: a dictionary, ``(dictionary, hook_name)``, ``(dictionary, (hook_in, hook_out))``, a
+    :class:`Splice`, or a list of those. ``model`` needs ``model.hooks([(name, fn), ...])``.
+    """
+    items = [dicts_and_sites] if isinstance(dicts_and_sites, (Dictionary, Splice, tuple)) else list(dicts_and_sites)
+    if not items:
+        raise DictionaryConfigError("spliced() needs at least one dictionary")
+    state = SpliceState()
+    hooks: list[tuple[str, HookFn]] = []
+    written: dict[str, int] = {}
+    for i, sp in enumerate(_as_splice(item) for item in items):
+        keep = keep_error if sp.keep_error is None else sp.keep_error
+        d = sp.dictionary
+        if isinstance(d, Crosscoder):
+            raise DictionaryConfigError(
+                "a crosscoder reads all its layers to reconstruct each one (acausal): it cannot be spliced into a "
+                "single forward pass; use encode/decode on cached activations"
+            )
+        if isinstance(d, CrossLayerTranscoder):
+            new = _clt_hooks(sp, keep, state)
+            outputs = [n for n, _ in new[1::2]]
+        elif d.cfg.transcoder:
+            new = _transcoder_hooks(sp, keep, state)
+            outputs = [new[1][0]]
+        else:
+            new = _autoencoder_hooks(sp, keep, state)
+            outputs = [new[0][0]]
+        for name in outputs:
+            if name in written:
+                raise DictionaryConfigError(f"splices {written[name]} and {i} both write {name!r}")
+            written[name] = i
+        hooks += new
+    with model.hooks(hooks):
+        yield state
