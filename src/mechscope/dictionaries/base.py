@@ -19,7 +19,9 @@ Subclasses define ``activate`` (and, where the architecture has them, extra para
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -420,11 +422,14 @@ class Dictionary(nn.Module):
             if name in tensors:
                 setattr(self, name, tensors[name].to(self.dtype).clone())
 
-    def save(self, folder: str) -> None:
-        """Write ``cfg.json`` + ``sae_weights.safetensors`` atomically (see :func:`mechscope.dictionaries.io.save`)."""
+    def save(self, folder: str | os.PathLike[str], *, fold: bool = False) -> Path:
+        """Write ``cfg.json`` + ``sae_weights.safetensors`` atomically (see :func:`mechscope.dictionaries.io.save`).
+
+        ``fold=True`` folds normalisation and feature scale into the saved weights (a plain SAELens file).
+        """
         from .io import save
 
-        save(self, folder)
+        return save(self, folder, fold=fold)
 
     def extra_repr(self) -> str:
         c = self.cfg

@@ -153,8 +153,8 @@ def save(d: Dictionary, folder: str | os.PathLike[str], *, fold: bool = False) -
         raise DictionaryFormatError(f"refusing to save non-finite (NaN/inf) values in {', '.join(bad)}")
     if folder.exists() and not folder.is_dir():
         raise DictionaryFormatError(f"{folder} exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / CFG_FILE).exists():
-        raise DictionaryFormatError(f"refusing to replace {folder}: it is not empty and holds no {CFG_FILE}")
+    if folder.is_dir() and any(folder.iterdir()) and not any((folder / f).exists() for f in (CFG_FILE, WEIGHTS_FILE)):
+        raise DictionaryFormatError(f"refusing to replace {folder}: it is not empty and holds no dictionary")
     with atomic_folder(folder) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CFG_FILE).write_text(json.dumps(config_dict(d), indent=2))
