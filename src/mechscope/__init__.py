@@ -1,0 +1,18 @@
+"""mechscope: a workbench for mechanistic interpretability of Hugging Face causal language models."""
+
+from .activations import ActivationCache
+from .models import (Hook, HookedModel, HookNameError, HookReturnError, Tokens, UnsupportedArchitectureError,
+                     supported_model_types)
+
+__version__ = "0.1.0"
+
+
+def load_model(*args, **kwargs) -> HookedModel:
+    """Load a model by built-in name, hub id, local directory or ``.gguf`` file (see ``mechscope.models.loading``)."""
+    from .models.loading import load_model as _load
+
+    return _load(*args, **kwargs)
+
+
+__all__ = ["ActivationCache", "Hook", "HookNameError", "HookReturnError", "HookedModel", "Tokens",
+           "UnsupportedArchitectureError", "load_model", "supported_model_types"]

@@ -1,0 +1,5 @@
+"""Cached activations and their decompositions; harvesting to disk."""
+
+from .cache import ActivationCache
+
+__all__ = ["ActivationCache"]

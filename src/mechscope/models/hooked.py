@@ -1,0 +1,287 @@
+"""HookedModel: one canonical set of hook points over any supported Hugging Face causal LM.
+
+The model runs HF's own forward pass; hooks only observe or replace tensors at the canonical points, so outputs
+are HF's to the bit when nothing is replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from . import attention
+from .adapters import Adapter, adapter_for
+from .config import ModelConfig, read_config
+from .hook_points import HookNamespace, HookPoint
+from .hooking import Hook, HookFn, HookSession, catch_stop
+from .norms import NormSpec
+from .tokens import Inputs, Tokens, encode, tokenizer_adds_bos
+
+if TYPE_CHECKING:
+    from ..activations.cache import ActivationCache
+
+log = logging.getLogger(__name__)
+
+NamesFilter = "None | str | Iterable[str] | Callable[[str], bool]"
+
+
+class HookedModel:
+    """A Hugging Face causal LM with canonical hook points.
+
+    >>> model = load_model("smollm2-135m")
+    >>> logits, cache = model.run_with_cache("Hello", names=["blocks.6.resid_post"])
+    """
+
+    def __init__(self, hf_model: nn.Module, tokenizer: Any = None, name: str | None = None):
+        self.hf = hf_model.eval()
+        self.tokenizer = tokenizer
+        self.adapter: Adapter = adapter_for(hf_model.config.model_type)
+        a = self.adapter
+        self.blocks: nn.ModuleList = hf_model.get_submodule(a.layers)
+        self.embed_module: nn.Module = hf_model.get_submodule(a.embed)
+        self.pos_embed_module: nn.Module | None = hf_model.get_submodule(a.pos_embed) if a.pos_embed else None
+        self.final_norm_module: nn.Module = hf_model.get_submodule(a.final_norm)
+        self.unembed_module: nn.Module = hf_model.get_submodule(a.unembed)
+        param = next(hf_model.parameters())
+        parallel = a.parallel_residual(hf_model.config)
+        self.cfg: ModelConfig = read_config(
+            hf_model.config, name=name or getattr(hf_model.config, "_name_or_path", "") or "model",
+            family=a.name, n_layers=len(self.blocks), d_vocab=self.unembed_module.weight.shape[0],
+            dtype=param.dtype, device=param.device, parallel_residual=parallel,
+            default_prepend_bos=tokenizer_adds_bos(tokenizer))
+        self.namespace = HookNamespace(self.cfg.n_layers, a.block_kinds(hf_model.config), a.global_kinds())
+        self._default_attn = hf_model.config._attn_implementation
+        self._eager_users = 0
+
+    # -- hook points -----------------------------------------------------------------------------------------
+    def hook_names(self) -> list[str]:
+        """Every canonical hook point of this model, in computation order."""
+        return self.namespace.names
+
+    def resolve(self, name: str) -> HookPoint:
+        """Parse a hook point name (canonical or TransformerLens style); raises with close valid names."""
+        return self.namespace.resolve(name)
+
+    def _sync_attn_implementation(self) -> None:
+        want = attention.NAME if self._eager_users > 0 else self._default_attn
+        if self.hf.config._attn_implementation != want:
+            self.hf.config._attn_implementation = want
+
+    def _pairs(self, fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFn]]) -> list[tuple[HookPoint, HookFn]]:
+        pairs = []
+        for item in fwd_hooks:
+            if not (isinstance(item, (tuple, list)) and len(item) == 2 and callable(item[1])):
+                raise TypeError(f"each hook is a (name, fn) pair with fn(act, hook); got {item!r}")
+            name, fn = item
+            points = self.namespace.filter(name) if callable(name) else [self.resolve(name)]
+            pairs.extend((p, fn) for p in points)
+        return pairs
+
+    @contextlib.contextmanager
+    def hooks(self, fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFn]]) -> Iterator["HookedModel"]:
+        """Attach ``(name, fn)`` hooks for the duration of the block; they are removed even on error.
+
+        ``fn(act, hook)`` returns None to observe, or a tensor of the same shape and dtype to replace ``act``.
+        ``name`` may also be a predicate on hook names, attaching ``fn`` to every point it accepts.
+        """
+        with HookSession(self, self._pairs(fwd_hooks)):
+            yield self
+
+    # -- tokens ----------------------------------------------------------------------------------------------
+    def to_tokens(self, text: str | Sequence[str], prepend_bos: bool | None = None,
+                  padding_side: str = "right") -> Int[Tensor, "batch pos"]:
+        """Token ids (batch, pos). ``prepend_bos=None`` follows the model's own tokenizer convention."""
+        return self.tokenize(text, prepend_bos, padding_side).input_ids
+
+    def tokenize(self, text: str | Sequence[str], prepend_bos: bool | None = None,
+                 padding_side: str = "right") -> Tokens:
+        """Token ids with the attention mask (None when nothing is padded)."""
+        bos = self.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
+        tokens = encode(self.tokenizer, text, bos, padding_side)
+        self._check_length(tokens.input_ids)
+        return Tokens(tokens.input_ids.to(self.cfg.device),
+                      None if tokens.attention_mask is None else tokens.attention_mask.to(self.cfg.device))
+
+    def to_str_tokens(self, text: str | Tensor, prepend_bos: bool | None = None) -> list[str]:
+        ids = self.to_tokens(text, prepend_bos)[0] if isinstance(text, str) else text.flatten()
+        return [self.tokenizer.decode([int(i)]) for i in ids]
+
+    def to_single_token(self, text: str) -> int:
+        """The id of ``text`` if it is exactly one token, else a ValueError showing how it splits."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] if self.tokenizer else []
+        if len(ids) != 1:
+            pieces = [self.tokenizer.decode([i]) for i in ids] if self.tokenizer else []
+            raise ValueError(f"{text!r} is not a single token: it splits into {len(ids)} tokens {pieces}")
+        return int(ids[0])
+
+    def to_string(self, ids: Tensor | Sequence[int]) -> str:
+        return self.tokenizer.decode([int(i) for i in torch.as_tensor(ids).flatten()])
+
+    def _check_length(self, ids: Tensor) -> None:
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise ValueError(f"token ids must be (batch, pos) with pos >= 1, got shape {tuple(ids.shape)}")
+        if ids.shape[1] > self.cfg.n_ctx:
+            raise ValueError(f"input has {ids.shape[1]} tokens but this model's context is {self.cfg.n_ctx} tokens")
+
+    def as_tokens(self, inputs: Inputs, prepend_bos: bool | None = None) -> Tokens:
+        """Normalise text, a list of texts, a LongTensor or :class:`Tokens` to :class:`Tokens`."""
+        if isinstance(inputs, Tokens):
+            self._check_length(inputs.input_ids)
+            return inputs
+        if isinstance(inputs, Tensor):
+            ids = inputs.unsqueeze(0) if inputs.ndim == 1 else inputs
+            if ids.dtype not in (torch.long, torch.int32, torch.int64):
+                raise TypeError(f"token ids must be an integer tensor, got {ids.dtype}")
+            self._check_length(ids)
+            if int(ids.max()) >= self.cfg.d_vocab or int(ids.min()) < 0:
+                raise ValueError(f"token ids must lie in 0..{self.cfg.d_vocab - 1}")
+            return Tokens(ids.long().to(self.cfg.device))
+        return self.tokenize(inputs, prepend_bos)
+
+    # -- running ---------------------------------------------------------------------------------------------
+    def _forward(self, tokens: Tokens) -> Tensor:
+        kwargs: dict[str, Any] = {"input_ids": tokens.input_ids, "use_cache": False}
+        if tokens.attention_mask is not None:
+            kwargs["attention_mask"] = tokens.attention_mask
+            kwargs["position_ids"] = (tokens.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return self.hf(**kwargs).logits
+
+    def __call__(self, inputs: Inputs, prepend_bos: bool | None = None) -> Float[Tensor, "batch pos vocab"]:
+        """Logits (batch, pos, vocab) of HF's forward pass with whatever hooks are attached."""
+        return self._forward(self.as_tokens(inputs, prepend_bos))
+
+    forward = __call__
+
+    def run_with_hooks(self, inputs: Inputs, fwd_hooks: Iterable[tuple[str, HookFn]] = (),
+                       prepend_bos: bool | None = None) -> Float[Tensor, "batch pos vocab"]:
+        with self.hooks(fwd_hooks):
+            return self(inputs, prepend_bos)
+
+    def run_with_cache(self, inputs: Inputs, names: Any = None, *, stop_at_layer: int | None = None,
+                       stop_early: bool = True, grad: bool = False, device: str | torch.device | None = None,
+                       dtype: torch.dtype | None = None, prepend_bos: bool | None = None,
+                       ) -> tuple[Tensor | None, "ActivationCache"]:
+        """Run the model and cache the activations at ``names`` (None = every hook point).
+
+        Only the requested points are recorded. With ``stop_early`` (the default) the forward pass stops right after
+        the last requested point, so the returned logits are None unless ``logits`` was requested or the pass got
+        there anyway. ``stop_at_layer=L`` stops before block L (exclusive, as in TransformerLens). ``grad=True``
+        keeps the autograd graph; ``device`` / ``dtype`` move cached tensors as they are recorded (e.g. to CPU and
+        float16 to save memory).
+        """
+        from ..activations.cache import ActivationCache
+
+        if stop_at_layer is not None and not 0 <= stop_at_layer <= self.cfg.n_layers:
+            raise ValueError(f"stop_at_layer must be in 0..{self.cfg.n_layers}, got {stop_at_layer}")
+        points = self.namespace.filter(names)
+        if not points:
+            raise ValueError(f"names={names!r} selects no hook point; see model.hook_names()")
+        tokens = self.as_tokens(inputs, prepend_bos)
+        store: dict[str, Tensor] = {}
+
+        def record(act: Tensor, hook: Hook) -> None:
+            t = act if grad else act.detach()
+            if device is not None or dtype is not None:
+                t = t.to(device=device or t.device, dtype=dtype or t.dtype)
+            store[hook.name] = t
+
+        last = points[-1] if stop_early and points[-1].name != "logits" else None
+        logits = None
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            with HookSession(self, [(p, record) for p in points], stop_after=last,
+                             stop_before_layer=stop_at_layer), catch_stop():
+                logits = self._forward(tokens)
+        return logits, ActivationCache(store, self, tokens)
+
+    @torch.no_grad()
+    def generate(self, prompt: str | Sequence[str], max_new_tokens: int = 20, *, do_sample: bool = False,
+                 temperature: float = 1.0, top_p: float | None = None, fwd_hooks: Iterable[tuple[str, HookFn]] = (),
+                 prepend_bos: bool | None = None, seed: int | None = None) -> str | list[str]:
+        """Continue ``prompt`` (greedy unless ``do_sample``) with ``fwd_hooks`` active at every step.
+
+        Hooks see each step's tensors: the whole prompt first, then one position per new token.
+        Returns the new text only (a list when given a list).
+        """
+        if max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        single = isinstance(prompt, str)
+        tokens = self.tokenize([prompt] if single else list(prompt), prepend_bos, padding_side="left")
+        if tokens.input_ids.shape[1] + max_new_tokens > self.cfg.n_ctx:
+            raise ValueError(f"prompt + max_new_tokens exceeds the model's context of {self.cfg.n_ctx} tokens")
+        mask = tokens.attention_mask if tokens.attention_mask is not None else torch.ones_like(tokens.input_ids)
+        if seed is not None:
+            torch.manual_seed(seed)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        sampling = {"temperature": temperature, "top_p": top_p} if do_sample else {}
+        with self.hooks(fwd_hooks):
+            out = self.hf.generate(input_ids=tokens.input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                   do_sample=do_sample, pad_token_id=pad, **sampling)
+        texts = self.tokenizer.batch_decode(out[:, tokens.input_ids.shape[1]:], skip_special_tokens=True)
+        return texts[0] if single else texts
+
+    # -- weights ---------------------------------------------------------------------------------------------
+    @property
+    def W_U(self) -> Float[Tensor, "d_model vocab"]:
+        return self.unembed_module.weight.T
+
+    @property
+    def b_U(self) -> Float[Tensor, "vocab"] | None:
+        return getattr(self.unembed_module, "bias", None)
+
+    @property
+    def W_E(self) -> Float[Tensor, "vocab d_model"]:
+        return self.embed_module.weight
+
+    def _block_module(self, layer: int, kind: str) -> nn.Module:
+        site = self.adapter.block_sites[kind]
+        return self.blocks[layer].get_submodule(site.path)
+
+    def W_O(self, layer: int) -> Float[Tensor, "heads d_head d_model"]:
+        """The attention output projection of ``layer`` split by head."""
+        return io_weight(self._block_module(layer, "attn.z")).reshape(self.cfg.n_heads, self.cfg.d_head, -1)
+
+    def b_O(self, layer: int) -> Float[Tensor, "d_model"] | None:
+        return getattr(self._block_module(layer, "attn.z"), "bias", None)
+
+    def attn_out_norm(self, layer: int) -> NormSpec | None:
+        """Gemma's post-attention norm (between the output projection and the residual), else None."""
+        if self.adapter.attn_out_norm is None:
+            return None
+        return NormSpec.from_module(self.blocks[layer].get_submodule(self.adapter.attn_out_norm),
+                                    self.adapter.norm_kind)
+
+    @property
+    def final_norm(self) -> NormSpec:
+        return NormSpec.from_module(self.final_norm_module, self.adapter.norm_kind)
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "HookedModel":
+        self.hf.to(device=device, dtype=dtype)
+        param = next(self.hf.parameters())
+        object.__setattr__(self, "cfg", _replace_cfg(self.cfg, dtype=param.dtype, device=param.device))
+        return self
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.hf.parameters()
+
+    def __repr__(self) -> str:
+        c = self.cfg
+        return (f"HookedModel({c.name!r}, family={c.family}, layers={c.n_layers}, d_model={c.d_model}, "
+                f"heads={c.n_heads}/{c.n_kv_heads}kv, d_mlp={c.d_mlp}, vocab={c.d_vocab}, {c.dtype}, {c.device})")
+
+
+def io_weight(module: nn.Module) -> Tensor:
+    """A linear layer's weight as (in, out), for both ``nn.Linear`` and HF's GPT-2 ``Conv1D``."""
+    if isinstance(module, nn.Linear):
+        return module.weight.T
+    return module.weight  # Conv1D stores (in, out)
+
+
+def _replace_cfg(cfg: ModelConfig, **changes: Any) -> ModelConfig:
+    from dataclasses import replace
+
+    return replace(cfg, **changes)

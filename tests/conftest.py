@@ -1,0 +1,27 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+from tiny import FAMILIES, byte_tokenizer, hf_model, hooked  # noqa: E402
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def tiny(family):
+    return hooked(family)
+
+
+@pytest.fixture
+def tokens() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randint(0, 256, (2, 12))

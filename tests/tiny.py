@@ -1,0 +1,70 @@
+"""Tiny random models of every supported family and a real byte-level tokenizer, built locally (no network)."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+import mechscope as ms
+
+VOCAB = 260  # 256 byte tokens + bos/eos/pad/unk
+
+_COMMON = dict(vocab_size=VOCAB, max_position_embeddings=64)
+
+CONFIGS: dict[str, transformers.PretrainedConfig] = {
+    "llama": transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                      num_attention_heads=4, num_key_value_heads=2, **_COMMON),
+    "mistral": transformers.MistralConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                          num_attention_heads=4, num_key_value_heads=2, **_COMMON),
+    "qwen2": transformers.Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, **_COMMON),
+    "qwen3": transformers.Qwen3Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, head_dim=8,
+                                      num_attention_heads=4, num_key_value_heads=2, **_COMMON),
+    "gemma2": transformers.Gemma2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, head_dim=8,
+                                        num_attention_heads=4, num_key_value_heads=2, sliding_window=4,
+                                        **_COMMON),
+    "gemma3": transformers.Gemma3TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                            head_dim=8, num_attention_heads=4, num_key_value_heads=1,
+                                            sliding_window=4, **_COMMON),
+    "gpt2": transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, vocab_size=VOCAB,
+                                    bos_token_id=256, eos_token_id=257),
+    "neox": transformers.GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=4, use_parallel_residual=True, **_COMMON),
+    "neox_sequential": transformers.GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                  num_attention_heads=4, use_parallel_residual=False, **_COMMON),
+}
+FAMILIES = list(CONFIGS)
+
+
+@functools.lru_cache(maxsize=1)
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A real fast tokenizer over bytes: 256 byte tokens, then <bos>, <eos>, <pad>, <unk>."""
+    byte_map = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(byte_map))}
+    for tok in ("<bos>", "<eos>", "<pad>", "<unk>"):
+        vocab[tok] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
+                                   pad_token="<pad>", unk_token="<unk>")
+
+
+def hf_model(family: str, seed: int = 0, attn: str = "sdpa") -> transformers.PreTrainedModel:
+    torch.manual_seed(seed)
+    config = CONFIGS[family].__class__.from_dict(CONFIGS[family].to_dict())
+    config._attn_implementation = "eager" if family == "gemma2" else attn  # HF has no SDPA path for Gemma 2
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    # Random init leaves norms at identity; perturb every parameter so each one matters to the output.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+def hooked(family: str, seed: int = 0) -> ms.HookedModel:
+    return ms.HookedModel(hf_model(family, seed), byte_tokenizer(), name=f"tiny-{family}")
