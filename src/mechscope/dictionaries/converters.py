@@ -59,7 +59,7 @@ def load_gemma_scope(path: str | Path, *, hook_name: str | None = None, model_na
     if not path.is_file():
         raise DictionaryNotFoundError(f"no such file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             arrays = {k: np.asarray(data[k]) for k in data.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise DictionaryFormatError(f"{path} is not a readable .npz archive: {e}") from e
@@ -234,7 +234,9 @@ def save_transcoder_set(transcoders: Sequence[Dictionary], folder: str | Path, *
         if tc.architecture != first.architecture or tc.d_sae != first.d_sae:
             raise DictionaryConfigError("every transcoder of a set needs the same architecture and d_sae")
         if tc.hook_name is not None and not tc.hook_name.startswith(f"blocks.{i}."):
-            raise DictionaryConfigError(f"transcoders[{i}] reads {tc.hook_name!r}; a set's entry i reads block i")
+            raise DictionaryConfigError(
+                f"transcoders[{i}] reads {tc.hook_name!r}; entry {i} of a set must read block {i}"
+            )
     config: dict[str, Any] = {
         "model_name": model_name or first.model_name,
         "model_kind": "transcoder_set",
