@@ -182,7 +182,7 @@ class Exploit:
 
 def test_dictionary_learning_never_unpickles(tmp_path, capsys):
     with open(tmp_path / "ae.pt", "wb") as fh:
-        pickle.dump({"encoder.weight": Exploit()}, fh)
+        pickle.dump({"encoder.weight": Exploit()}, fh, protocol=2)
     with pytest.raises(D.DictionaryFormatError, match="weights-only"):
         D.load(tmp_path / "ae.pt")
     assert "unpickled!" not in capsys.readouterr().out

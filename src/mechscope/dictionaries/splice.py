@@ -30,7 +30,7 @@ from torch import Tensor
 from .base import Dictionary
 from .clt import CrossLayerTranscoder
 from .crosscoder import Crosscoder
-from .errors import DictionaryConfigError
+from .errors import DictionaryConfigError, DictionaryShapeError
 from .hooknames import block_hook, to_canonical
 
 HookFn = Callable[[Tensor, Any], Union[Tensor, None]]
@@ -89,11 +89,34 @@ def _output(recon: Tensor, clean: Tensor | None, act: Tensor, keep: bool, state:
     return recon.to(act.dtype)
 
 
-def _autoencoder_hooks(sp: Splice, keep: bool, state: SpliceState) -> list[tuple[str, HookFn]]:
+_D_MODEL_KINDS = ("resid_pre", "resid_mid", "resid_post", "attn_in", "attn_out", "mlp_in", "mlp_out")
+
+
+def _model_width(model: Any, hook_name: str) -> int | None:
+    """Width of ``hook_name`` from ``model.cfg`` (d_model / d_mlp) when the model says; None if unknown."""
+    cfg = getattr(model, "cfg", None)
+    kind = hook_name.split(".", 2)[-1] if hook_name.startswith("blocks.") else hook_name
+    attr = "d_model" if kind in _D_MODEL_KINDS or kind in ("embed", "final_norm") else (
+        "d_mlp" if kind == "mlp.post" else None)
+    width = getattr(cfg, attr, None) if attr else None
+    return width if isinstance(width, int) else None
+
+
+def _check_widths(model: Any, d: Dictionary, name_in: str, name_out: str | None) -> None:
+    width = _model_width(model, name_in)
+    d.check_compatible(d.d_in if width is None else width, name_in)
+    width_out = _model_width(model, name_out) if name_out else None
+    if width_out is not None and width_out != d.d_out:
+        raise DictionaryShapeError(
+            f"transcoder writes width d_out={d.d_out}, but {name_out!r} of this model has width {width_out}"
+        )
+
+
+def _autoencoder_hooks(model: Any, sp: Splice, keep: bool, state: SpliceState) -> list[tuple[str, HookFn]]:
     d, name = sp.dictionary, to_canonical(sp.at or sp.dictionary.hook_name)
     if name is None:
         raise DictionaryConfigError(f"{d.architecture} dictionary records no hook_name: pass at=")
-    d.check_compatible(d.d_in, name)
+    _check_widths(model, d, name, None)
 
     def replace(act: Tensor, hook: Any) -> Tensor:
         d.check_compatible(act.shape)
@@ -110,12 +133,12 @@ def _autoencoder_hooks(sp: Splice, keep: bool, state: SpliceState) -> list[tuple
     return [(name, replace)]
 
 
-def _transcoder_hooks(sp: Splice, keep: bool, state: SpliceState) -> list[tuple[str, HookFn]]:
+def _transcoder_hooks(model: Any, sp: Splice, keep: bool, state: SpliceState) -> list[tuple[str, HookFn]]:
     d = sp.dictionary
     name_in, name_out = to_canonical(sp.at or d.hook_name), to_canonical(sp.out or d.hook_name_out)
     if name_in is None or name_out is None:
         raise DictionaryConfigError("transcoder without recorded hook names: pass at= and out=")
-    d.check_compatible(d.d_in, name_in)
+    _check_widths(model, d, name_in, name_out)
     stash: dict[str, Tensor] = {}
 
     def read(act: Tensor, hook: Any) -> None:
@@ -135,10 +158,14 @@ def _transcoder_hooks(sp: Splice, keep: bool, state: SpliceState) -> list[tuple[
     return [(name_in, read), (name_out, write)]
 
 
-def _clt_hooks(sp: Splice, keep: bool, state: SpliceState) -> list[tuple[str, HookFn]]:
+def _clt_hooks(model: Any, sp: Splice, keep: bool, state: SpliceState) -> list[tuple[str, HookFn]]:
     d: CrossLayerTranscoder = sp.dictionary  # type: ignore[assignment]
     if sp.at is not None or sp.out is not None:
         raise DictionaryConfigError("a CLT splices at the mlp_in / mlp_out of its own layers; do not pass at=/out=")
+    n_model = getattr(getattr(model, "cfg", None), "n_layers", None)
+    if isinstance(n_model, int) and d.layers[-1] >= n_model:
+        raise DictionaryShapeError(f"CLT covers blocks {d.layers[0]}..{d.layers[-1]}; the model has {n_model}")
+    _check_widths(model, d, block_hook(d.layers[0], "mlp_in"), block_hook(d.layers[0], "mlp_out"))
     feats: dict[int, tuple[Tensor, Tensor, Tensor]] = {}  # source -> (edited, clean, input)
     hooks: list[tuple[str, HookFn]] = []
     for src, layer in enumerate(d.layers):
@@ -186,13 +213,13 @@ def spliced(model: Any, dicts_and_sites: SpliceSpec | Sequence[SpliceSpec],
                 "single forward pass; use encode/decode on cached activations"
             )
         if isinstance(d, CrossLayerTranscoder):
-            new = _clt_hooks(sp, keep, state)
+            new = _clt_hooks(model, sp, keep, state)
             outputs = [n for n, _ in new[1::2]]
         elif d.cfg.transcoder:
-            new = _transcoder_hooks(sp, keep, state)
+            new = _transcoder_hooks(model, sp, keep, state)
             outputs = [new[1][0]]
         else:
-            new = _autoencoder_hooks(sp, keep, state)
+            new = _autoencoder_hooks(model, sp, keep, state)
             outputs = [new[0][0]]
         for name in outputs:
             if name in written:
