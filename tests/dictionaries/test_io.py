@@ -310,10 +310,19 @@ def test_hub_load_uses_snapshot_download(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dio, "snapshot_download", fake_snapshot)
     e = D.load("hf://me/saes/layer_1@abc123")
-    assert calls == [("me/saes", "abc123", ["layer_1/*"])]
+    assert calls == [("me/saes", "abc123", ["layer_1", "layer_1/*"])]
     assert torch.equal(e.saved_tensors()["W_enc"], d.saved_tensors()["W_enc"])
     with pytest.raises(D.DictionaryNotFoundError, match="folder 'layer_9' not found"):
         D.load("hf://me/saes/layer_9")
+    # a single file in the repo (Gemma Scope style) works too
+    import numpy as np
+
+    t = {k: v.numpy() for k, v in d.saved_tensors().items()}
+    np.savez(tmp_path / "snapshot" / "params.npz", **t)
+    g = D.load("hf://me/saes/params.npz", hook_name="blocks.1.resid_post")
+    assert calls[-1] == ("me/saes", None, ["params.npz", "params.npz/*"])
+    x = torch.randn(3, 8)
+    assert torch.allclose(g.encode(x), D.load_gemma_scope(tmp_path / "snapshot" / "params.npz").encode(x))
 
     def offline(*args, **kwargs):
         raise ConnectionError("no network")

@@ -182,3 +182,25 @@ def test_splice_errors(model, tokens):
         with D.spliced(model, D.create("clt", d_in=32, d_sae=8, n_layers=2, first_layer=2)):
             pass
     assert torch.equal(model(tokens), model(tokens))
+
+
+def test_load_checks_widths_against_model(model, tmp_path):
+    D.create("relu", d_in=16, d_sae=8, hook_name="blocks.1.resid_post").save(tmp_path / "narrow")
+    with pytest.raises(D.DictionaryShapeError, match="d_in=16.*width 32"):
+        D.load(tmp_path / "narrow", model=model)
+    D.create_mlp_transcoder(0, d_model=32, d_sae=8, d_out=20).save(tmp_path / "tc")
+    with pytest.raises(D.DictionaryShapeError, match="d_out=20"):
+        D.load(tmp_path / "tc", model=model)
+    sae().save(tmp_path / "ok")
+    assert D.load(tmp_path / "ok", model=model).hook_name == "blocks.1.resid_post"
+
+
+def test_batchtopk_must_be_in_eval_mode_to_splice(model, tokens):
+    d = D.create("batchtopk", d_in=32, d_sae=16, k=4, hook_name="blocks.0.resid_post")
+    with pytest.raises(D.DictionaryConfigError, match="eval"):
+        with D.spliced(model, d):
+            pass
+    d.eval()
+    clean = model(tokens)
+    with torch.no_grad(), D.spliced(model, d, keep_error=True):
+        assert max_diff(model(tokens), clean) <= 1e-5

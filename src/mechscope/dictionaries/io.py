@@ -315,25 +315,28 @@ def parse_hub_path(path: str) -> tuple[str, str | None, str | None]:
 def download_hub(path: str) -> Path:
     """Download a hub folder with ``huggingface_hub.snapshot_download`` and return the local folder."""
     repo_id, sub, revision = parse_hub_path(path)
-    try:
-        local = snapshot_download(repo_id, revision=revision, allow_patterns=[f"{sub}/*"] if sub else None)
+    try:  # ``sub`` may name a folder or a single file (``.../params.npz``)
+        local = snapshot_download(repo_id, revision=revision, allow_patterns=[sub, f"{sub}/*"] if sub else None)
     except Exception as e:  # network, auth, missing repo: one clear error naming what was asked
         raise DictionaryNotFoundError(
             f"could not download {path} (repo {repo_id!r}, folder {sub!r}, revision {revision!r}): {e}"
         ) from e
-    folder = Path(local) / sub if sub else Path(local)
-    if not folder.is_dir():
+    target = Path(local) / sub if sub else Path(local)
+    if not target.exists():
         raise DictionaryNotFoundError(f"{path}: folder {sub!r} not found in {repo_id}")
-    return folder
+    return target
 
 
-def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu", **metadata: Any) -> Dictionary:
+def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu", model: Any = None,
+         **metadata: Any) -> Dictionary:
     """Load a dictionary from a folder, a file or ``hf://owner/repo/folder``.
 
     Recognised layouts: mechscope / SAELens folders, EleutherAI sparsify folders (``cfg.json`` + ``sae.safetensors``),
     Gemma Scope ``params.npz`` and dictionary_learning ``ae.pt`` (file or folder holding it). ``metadata``
     (``hook_name=``, ``model_name=``) fills in what foreign formats do not record. Circuit-tracer transcoder sets
     hold one dictionary per layer: use :func:`mechscope.dictionaries.converters.load_transcoder_set`.
+    With ``model=`` (a HookedModel), the widths of the recorded hook points are checked against the model and a
+    dictionary for another model is refused with :class:`DictionaryShapeError`.
     """
     from . import converters
 
@@ -367,4 +370,8 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu", **
             f"{path} holds no dictionary: expected {CFG_FILE} + {WEIGHTS_FILE} (or sae.safetensors, params.npz, "
             f"ae.pt); found {present or 'nothing'}"
         )
+    if model is not None:
+        from .splice import check_model_compatible
+
+        check_model_compatible(model, d)
     return d.to(device)

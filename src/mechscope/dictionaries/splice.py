@@ -32,6 +32,7 @@ from .clt import CrossLayerTranscoder
 from .crosscoder import Crosscoder
 from .errors import DictionaryConfigError, DictionaryShapeError
 from .hooknames import block_hook, to_canonical
+from .topk import BatchTopKDictionary
 
 HookFn = Callable[[Tensor, Any], Union[Tensor, None]]
 
@@ -112,6 +113,25 @@ def _check_widths(model: Any, d: Dictionary, name_in: str, name_out: str | None)
         )
 
 
+def check_model_compatible(model: Any, d: Dictionary) -> None:
+    """Refuse (:class:`DictionaryShapeError`) a dictionary whose recorded hook points have other widths in ``model``.
+
+    Hook points the dictionary does not record, or whose width the model does not state, are not checked.
+    """
+    if isinstance(d, CrossLayerTranscoder):
+        n_model = getattr(getattr(model, "cfg", None), "n_layers", None)
+        if isinstance(n_model, int) and d.layers[-1] >= n_model:
+            raise DictionaryShapeError(f"CLT covers blocks {d.layers[0]}..{d.layers[-1]}; the model has {n_model}")
+        _check_widths(model, d, block_hook(d.layers[0], "mlp_in"), block_hook(d.layers[0], "mlp_out"))
+    elif isinstance(d, Crosscoder):
+        for name in d.options.hook_names or []:
+            width = _model_width(model, name)
+            if width is not None and width != d.d_in:
+                raise DictionaryShapeError(f"crosscoder reads width {d.d_in}; {name!r} of this model has {width}")
+    elif d.hook_name is not None:
+        _check_widths(model, d, d.hook_name, d.hook_name_out if d.cfg.transcoder else None)
+
+
 def _autoencoder_hooks(model: Any, sp: Splice, keep: bool, state: SpliceState) -> list[tuple[str, HookFn]]:
     d, name = sp.dictionary, to_canonical(sp.at or sp.dictionary.hook_name)
     if name is None:
@@ -162,10 +182,7 @@ def _clt_hooks(model: Any, sp: Splice, keep: bool, state: SpliceState) -> list[t
     d: CrossLayerTranscoder = sp.dictionary  # type: ignore[assignment]
     if sp.at is not None or sp.out is not None:
         raise DictionaryConfigError("a CLT splices at the mlp_in / mlp_out of its own layers; do not pass at=/out=")
-    n_model = getattr(getattr(model, "cfg", None), "n_layers", None)
-    if isinstance(n_model, int) and d.layers[-1] >= n_model:
-        raise DictionaryShapeError(f"CLT covers blocks {d.layers[0]}..{d.layers[-1]}; the model has {n_model}")
-    _check_widths(model, d, block_hook(d.layers[0], "mlp_in"), block_hook(d.layers[0], "mlp_out"))
+    check_model_compatible(model, d)
     feats: dict[int, tuple[Tensor, Tensor, Tensor]] = {}  # source -> (edited, clean, input)
     hooks: list[tuple[str, HookFn]] = []
     for src, layer in enumerate(d.layers):
@@ -207,6 +224,9 @@ def spliced(model: Any, dicts_and_sites: SpliceSpec | Sequence[SpliceSpec],
     for i, sp in enumerate(_as_splice(item) for item in items):
         keep = keep_error if sp.keep_error is None else sp.keep_error
         d = sp.dictionary
+        if isinstance(d, BatchTopKDictionary) and d.training:
+            raise DictionaryConfigError("a BatchTopK dictionary in training mode encodes whole batches at once; "
+                                        "call .eval() to splice it with its inference threshold")
         if isinstance(d, Crosscoder):
             raise DictionaryConfigError(
                 "a crosscoder reads all its layers to reconstruct each one (acausal): it cannot be spliced into a "
