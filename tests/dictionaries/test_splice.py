@@ -204,3 +204,18 @@ def test_batchtopk_must_be_in_eval_mode_to_splice(model, tokens):
     clean = model(tokens)
     with torch.no_grad(), D.spliced(model, d, keep_error=True):
         assert max_diff(model(tokens), clean) <= 1e-5
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox", "gemma2"])
+def test_error_term_keeps_logits_in_other_families(family, tokens):
+    m = hooked(family)
+    clean = m(tokens)
+    torch.manual_seed(0)
+    items = [D.create("topk", d_in=32, d_sae=D_SAE, k=8, hook_name="blocks.0.resid_post").eval(),
+             D.create_mlp_transcoder(1, d_model=32, d_sae=D_SAE, skip=True).eval()]
+    with torch.no_grad():
+        with D.spliced(m, items, keep_error=True):
+            kept = m(tokens)
+        with D.spliced(m, items):
+            replaced = m(tokens)
+    assert max_diff(kept, clean) <= 1e-5 and max_diff(replaced, clean) > 1e-3

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from .errors import DictionaryConfigError, DictionaryShapeError
 from .hooknames import to_canonical
+from .scale import ScaleMixin
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class DictionaryOutput(NamedTuple):
     """Latent pre-activations before the nonlinearity, shape ``(..., d_sae)`` (Gated: the magnitude path)."""
 
 
-class Dictionary(nn.Module):
+class Dictionary(ScaleMixin, nn.Module):
     """Base class: linear encoder, architecture-specific activation, linear decoder. See the module docstring."""
 
     architecture: ClassVar[str] = ""
@@ -326,60 +327,6 @@ class Dictionary(nn.Module):
         w, g = self.W_dec.flatten(1), self.W_dec.grad.flatten(1)  # (S, D)
         w_unit = w / w.norm(dim=1, keepdim=True).clamp_min(1e-8)
         g -= (g * w_unit).sum(1, keepdim=True) * w_unit
-
-    # ------------------------------------------------------------------ normalisation and feature scale
-    def _full(self, value: Tensor | float, shape: tuple[int, ...], name: str) -> Tensor:
-        t = torch.as_tensor(value, dtype=self.dtype, device=self.W_dec.device)
-        try:
-            t = torch.broadcast_to(t, shape).clone()
-        except RuntimeError:
-            raise DictionaryShapeError(f"{name} must broadcast to {shape}, got shape {tuple(t.shape)}") from None
-        if not torch.isfinite(t).all() or (t == 0).any():
-            raise DictionaryConfigError(f"{name} must be finite and non-zero")
-        return t
-
-    def set_activation_norm(self, scale_in: Tensor | float, scale_out: Tensor | float | None = None) -> None:
-        """Store the factor inputs are multiplied by (and outputs divided by) before/after the dictionary.
-
-        Autoencoders share one factor; transcoders pass ``scale_out`` for the output hook point.
-        ``mechscope.dictionaries.scale.norm_scale`` computes the usual ``sqrt(d) / mean ||x||`` factor.
-        """
-        if scale_out is None:
-            if self.cfg.transcoder:
-                raise DictionaryConfigError("a transcoder needs scale_out for its output hook point")
-            scale_out = scale_in
-        self.norm_scale_in = self._full(scale_in, self.input_shape(), "scale_in")
-        self.norm_scale_out = self._full(scale_out, self.output_shape(), "scale_out")
-
-    def set_feature_scale(self, scale: Tensor) -> None:
-        """Store a per-latent factor applied to feature activations before decoding."""
-        self.feature_scale = self._full(scale, self.latent_shape(), "feature_scale")
-
-    @torch.no_grad()
-    def fold_activation_norm(self) -> None:
-        """Fold ``norm_scale_in/out`` into the weights: same function, no normalisation buffers left."""
-        if self.norm_scale_in is None:
-            return
-        s_in, s_out = self.norm_scale_in, self.norm_scale_out
-        self.W_enc.mul_(s_in.unsqueeze(-1))
-        self.W_dec.div_(s_out)
-        self.b_dec.div_(s_out)
-        if self.cfg.skip_connection:
-            self.W_skip.mul_(s_in.unsqueeze(-2)).div_(s_out.unsqueeze(-1))
-        self._fold_extra_input_scale(s_in)
-        self.norm_scale_in = self.norm_scale_out = None
-
-    def _fold_extra_input_scale(self, s_in: Tensor) -> None:
-        """Hook for architectures with more input-side parameters (CLT ``b_in``)."""
-
-    @torch.no_grad()
-    def fold_feature_scale(self) -> None:
-        """Fold ``feature_scale`` into the decoder rows: same reconstruction, no scale buffer left."""
-        if self.feature_scale is None:
-            return
-        c = self.feature_scale
-        self.W_dec.mul_(c.reshape(*c.shape, *[1] * (self.W_dec.dim() - c.dim())))
-        self.feature_scale = None
 
     # ------------------------------------------------------------------ checks
     def check_compatible(self, d_model_or_shape: int | tuple[int, ...] | torch.Size,

@@ -11,13 +11,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .base import Dictionary
-from .errors import DictionaryConfigError
+from .errors import DictionaryConfigError, DictionaryShapeError
+
+if TYPE_CHECKING:
+    from .base import Dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ def norm_scale(acts: Float[Tensor, "... d"]) -> float:
     return float(acts.shape[-1] ** 0.5 / mean_norm)
 
 
-def fit_feature_scale(d: Dictionary, x: Tensor, target: Tensor | None = None, *, ridge: float = 1e-6,
+def fit_feature_scale(d: "Dictionary", x: Tensor, target: Tensor | None = None, *, ridge: float = 1e-6,
                       max_iter: int = 500, tol: float = 1e-10) -> Tensor:
     """Least-squares per-latent scale for fixed latents ``f = d.encode(x)``; returns shape ``d.latent_shape()``.
 
@@ -83,3 +86,65 @@ def _conjugate_gradients(op, b: Tensor, max_iter: int, tol: float) -> Tensor:  #
         p = r + (rs_new / rs) * p
         rs = rs_new
     return x
+
+
+class ScaleMixin:
+    """Activation normalisation and feature-scale buffers of :class:`~mechscope.dictionaries.base.Dictionary`.
+
+    ``norm_scale_in`` / ``norm_scale_out`` / ``feature_scale`` are optional buffers saved with the model; the
+    ``fold_*`` methods fold them into the weights (same function, plain SAELens layout).
+    """
+
+    def _full(self, value: Tensor | float, shape: tuple[int, ...], name: str) -> Tensor:
+        t = torch.as_tensor(value, dtype=self.dtype, device=self.W_dec.device)
+        try:
+            t = torch.broadcast_to(t, shape).clone()
+        except RuntimeError:
+            raise DictionaryShapeError(f"{name} must broadcast to {shape}, got shape {tuple(t.shape)}") from None
+        if not torch.isfinite(t).all() or (t == 0).any():
+            raise DictionaryConfigError(f"{name} must be finite and non-zero")
+        return t
+
+    def set_activation_norm(self, scale_in: Tensor | float, scale_out: Tensor | float | None = None) -> None:
+        """Store the factor inputs are multiplied by (and outputs divided by) before/after the dictionary.
+
+        Autoencoders share one factor; transcoders pass ``scale_out`` for the output hook point.
+        ``mechscope.dictionaries.scale.norm_scale`` computes the usual ``sqrt(d) / mean ||x||`` factor.
+        """
+        if scale_out is None:
+            if self.cfg.transcoder:
+                raise DictionaryConfigError("a transcoder needs scale_out for its output hook point")
+            scale_out = scale_in
+        self.norm_scale_in = self._full(scale_in, self.input_shape(), "scale_in")
+        self.norm_scale_out = self._full(scale_out, self.output_shape(), "scale_out")
+
+    def set_feature_scale(self, scale: Tensor) -> None:
+        """Store a per-latent factor applied to feature activations before decoding."""
+        self.feature_scale = self._full(scale, self.latent_shape(), "feature_scale")
+
+    @torch.no_grad()
+    def fold_activation_norm(self) -> None:
+        """Fold ``norm_scale_in/out`` into the weights: same function, no normalisation buffers left."""
+        if self.norm_scale_in is None:
+            return
+        s_in, s_out = self.norm_scale_in, self.norm_scale_out
+        self.W_enc.mul_(s_in.unsqueeze(-1))
+        self.W_dec.div_(s_out)
+        self.b_dec.div_(s_out)
+        if self.cfg.skip_connection:
+            self.W_skip.mul_(s_in.unsqueeze(-2)).div_(s_out.unsqueeze(-1))
+        self._fold_extra_input_scale(s_in)
+        self.norm_scale_in = self.norm_scale_out = None
+
+    def _fold_extra_input_scale(self, s_in: Tensor) -> None:
+        """Hook for architectures with more input-side parameters (CLT ``b_in``)."""
+
+    @torch.no_grad()
+    def fold_feature_scale(self) -> None:
+        """Fold ``feature_scale`` into the decoder rows: same reconstruction, no scale buffer left."""
+        if self.feature_scale is None:
+            return
+        c = self.feature_scale
+        self.W_dec.mul_(c.reshape(*c.shape, *[1] * (self.W_dec.dim() - c.dim())))
+        self.feature_scale = None
+
