@@ -79,7 +79,7 @@ def test_feature_edits_propagate_with_error_term(model, tokens):
             steered = model(tokens)
     # the activation moved by exactly 3 * decoder direction 5 (error term from the unedited reconstruction)
     assert max_diff(seen["x"], original + 3.0 * d.W_dec[5]) <= 1e-5
-    with torch.no_grad(), D.spliced(model, D.Splice(d, edit=lambda f: f), keep_error=True):
+    with torch.no_grad(), D.spliced(model, d, keep_error=True, at="blocks.1.resid_post", edit=lambda f: f):
         unchanged = model(tokens)
     assert max_diff(unchanged, model(tokens)) <= 1e-5
     assert max_diff(steered, unchanged) > 1e-3

@@ -208,13 +208,19 @@ def _clt_hooks(model: Any, sp: Splice, keep: bool, state: SpliceState) -> list[t
 
 
 @contextmanager
-def spliced(model: Any, dicts_and_sites: SpliceSpec | Sequence[SpliceSpec],
-            keep_error: bool = False) -> Iterator[SpliceState]:
+def spliced(model: Any, dicts_and_sites: SpliceSpec | Sequence[SpliceSpec], keep_error: bool = False, *,
+            at: str | None = None, out: str | None = None,
+            edit: Callable[..., Tensor] | None = None) -> Iterator[SpliceState]:
     """Replace activations with dictionary reconstructions inside a ``with`` block (see module docstring).
 
     ``dicts_and_sites``: a dictionary, ``(dictionary, hook_name)``, ``(dictionary, (hook_in, hook_out))``, a
-    :class:`Splice`, or a list of those. ``model`` needs ``model.hooks([(name, fn), ...])``.
+    :class:`Splice`, or a list of those. ``at`` / ``out`` / ``edit`` are shorthands for a single dictionary:
+    ``spliced(model, sae, at="blocks.6.resid_post")``. ``model`` needs ``model.hooks([(name, fn), ...])``.
     """
+    if at is not None or out is not None or edit is not None:
+        if not isinstance(dicts_and_sites, Dictionary):
+            raise DictionaryConfigError("at=/out=/edit= apply to a single dictionary; use Splice(...) for several")
+        dicts_and_sites = Splice(dicts_and_sites, at=at, out=out, edit=edit)
     items = [dicts_and_sites] if isinstance(dicts_and_sites, (Dictionary, Splice, tuple)) else list(dicts_and_sites)
     if not items:
         raise DictionaryConfigError("spliced() needs at least one dictionary")
