@@ -1,5 +1,6 @@
 """mechscope: a workbench for mechanistic interpretability of Hugging Face causal language models."""
 
+from . import dictionaries
 from .activations import ActivationCache
 from .models import (Hook, HookedModel, HookNameError, HookReturnError, Tokens, UnsupportedArchitectureError,
                      supported_model_types)
@@ -14,5 +15,5 @@ def load_model(*args, **kwargs) -> HookedModel:
     return _load(*args, **kwargs)
 
 
-__all__ = ["ActivationCache", "Hook", "HookNameError", "HookReturnError", "HookedModel", "Tokens",
+__all__ = ["ActivationCache", "dictionaries", "Hook", "HookNameError", "HookReturnError", "HookedModel", "Tokens",
            "UnsupportedArchitectureError", "load_model", "supported_model_types"]

@@ -92,6 +92,12 @@ class HookedModel:
         with HookSession(self, self._pairs(fwd_hooks)):
             yield self
 
+    def spliced(self, *args: Any, **kwargs: Any):
+        """Replace activations with dictionary reconstructions; see :func:`mechscope.dictionaries.splice.spliced`."""
+        from ..dictionaries.splice import spliced
+
+        return spliced(self, *args, **kwargs)
+
     # -- tokens ----------------------------------------------------------------------------------------------
     def to_tokens(self, text: str | Sequence[str], prepend_bos: bool | None = None,
                   padding_side: str = "right") -> Int[Tensor, "batch pos"]:
