@@ -1,0 +1,61 @@
+"""The mechscope command as a user runs it: help texts, listing, clear one-line errors, the tour."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mechscope.cli.main import build_parser, main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mechscope.cli.main", *args], capture_output=True, text=True)
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {"models", "tour"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        assert f"usage: mechscope {name}" in out
+
+
+def test_help_text_comes_from_field_docstrings(capsys):
+    with pytest.raises(SystemExit):
+        main(["tour", "--help"])
+    assert "Smaller settings for CI" in capsys.readouterr().out
+
+
+def test_models_lists_builtins_with_cache_state(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MECHSCOPE_HOME", str(tmp_path))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m" in out and "gemma-3-270m" in out and "not fetched" in out and str(tmp_path) in out
+
+
+def test_bad_arguments_give_one_clear_line():
+    bad_choice = run_cli("models", "explode")
+    assert bad_choice.returncode == 2 and "invalid choice: 'explode'" in bad_choice.stderr
+    unknown = run_cli("models", "fetch", "gpt5")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [
+        "mechscope models: error: unknown built-in model 'gpt5'; built-ins are: smollm2-135m, gemma-3-270m"]
+    missing = run_cli("tour", "--model", "/nonexistent/model.gguf", "--out", "/tmp/x")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "GGUF file not found" in missing.stderr
+
+
+@pytest.mark.real
+def test_quick_tour_writes_a_report_with_plots(tmp_path, smollm):
+    result = run_cli("tour", "--quick", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = Path(result.stdout.strip().splitlines()[-1].removeprefix("report: "))
+    assert report == (tmp_path / "report.html").resolve()
+    html = report.read_text()
+    assert html.count("<section") >= 2 and html.count("data:image/png;base64,") >= 1
+    assert "Paris" in html
