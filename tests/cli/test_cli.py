@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mechscope.cli.main import build_parser, main
 
@@ -59,3 +60,18 @@ def test_quick_tour_writes_a_report_with_plots(tmp_path, smollm):
     html = report.read_text()
     assert html.count("<section") >= 2 and html.count("data:image/png;base64,") >= 1
     assert "Paris" in html
+
+
+@pytest.mark.real
+def test_cache_command_saves_what_the_api_computes(tmp_path, smollm):
+    from safetensors.torch import load_file
+
+    result = run_cli("cache", "--prompts", "Hello world", "The capital of France is", "--names",
+                     "blocks.2.resid_post", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = load_file(tmp_path / "activations.safetensors")
+    _, cache = smollm.run_with_cache(["Hello world", "The capital of France is"], names=["blocks.2.resid_post"])
+    assert torch.equal(saved["blocks.2.resid_post"], cache["blocks.2.resid_post"])
+    assert saved["attention_mask"].sum(-1).tolist() == [2, 5]
+    bad = run_cli("cache", "--prompts", "hi", "--names", "blocks.99.resid_post", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "layers 0..29" in bad.stderr and "Traceback" not in bad.stderr

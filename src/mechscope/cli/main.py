@@ -8,7 +8,7 @@ import logging
 import sys
 
 # Subcommand modules, each with add_parser(subparsers) that sets ``run`` as the default handler.
-SUBCOMMANDS = ["models_cmd", "tour"]
+SUBCOMMANDS = ["models_cmd", "cache", "tour"]
 OPTIONAL_SUBCOMMANDS = ["train", "eval"]  # present once their issue lands
 
 
