@@ -7,6 +7,7 @@ are HF's to the bit when nothing is replaced.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
     from ..activations.cache import ActivationCache
 
 log = logging.getLogger(__name__)
-
-NamesFilter = "None | str | Iterable[str] | Callable[[str], bool]"
 
 
 class HookedModel:
@@ -268,7 +267,7 @@ class HookedModel:
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "HookedModel":
         self.hf.to(device=device, dtype=dtype)
         param = next(self.hf.parameters())
-        object.__setattr__(self, "cfg", _replace_cfg(self.cfg, dtype=param.dtype, device=param.device))
+        self.cfg = dataclasses.replace(self.cfg, dtype=param.dtype, device=param.device)
         return self
 
     def parameters(self) -> Iterator[nn.Parameter]:
@@ -286,8 +285,3 @@ def io_weight(module: nn.Module) -> Tensor:
         return module.weight.T
     return module.weight  # Conv1D stores (in, out)
 
-
-def _replace_cfg(cfg: ModelConfig, **changes: Any) -> ModelConfig:
-    from dataclasses import replace
-
-    return replace(cfg, **changes)
