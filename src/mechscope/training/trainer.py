@@ -1,0 +1,209 @@
+"""One dictionary under training: its objective, optimiser, schedules, decoder constraint and dead latents.
+
+:class:`DictionaryTrainer` does one step at a time in small named methods (``prepare`` -> ``loss`` -> ``backward``
+-> ``update``) instead of one closure; :mod:`.loop` drives several of them from one activation stream.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import dictionaries
+from ..dictionaries import BatchTopKDictionary, Dictionary
+from .config import DEFAULT_COEFFICIENTS, DictionarySpec, TrainConfig
+from .dead import DeadLatentTracker, resample_dead
+from .distributed import DistInfo, all_gather_rows, all_reduce
+from .init import geometric_median_per_source, norm_factor
+from .schedules import lr_factor, warmup_factor
+
+log = logging.getLogger(__name__)
+
+
+def build_dictionary(spec: DictionarySpec, widths: dict[str, int], model_name: str | None = None) -> Dictionary:
+    """A freshly initialised dictionary for ``spec`` given the width of each hook point."""
+    d_in = widths[spec.hooks_in[0]]
+    d_sae = spec.d_sae or spec.expansion * d_in
+    kw: dict[str, Any] = dict(spec.options)
+    kw.setdefault("model_name", model_name)
+    act = spec.activation or spec.arch
+    if spec.arch == "clt":
+        kw.update(n_layers=len(spec.hooks_in), d_out=widths[spec.hooks_out[0]])
+        if spec.activation:
+            kw["activation"] = spec.activation
+        return dictionaries.create("clt", d_in=d_in, d_sae=d_sae, **kw)
+    if spec.arch == "crosscoder":
+        kw.update(n_layers=len(spec.hooks_in), hook_names=spec.hooks_in)
+    else:
+        kw["hook_name"] = spec.hooks_in[0]
+    if spec.arch in ("transcoder", "skip_transcoder"):
+        kw.update(hook_name_out=spec.hooks_out[0], d_out=widths[spec.hooks_out[0]], activation=spec.activation or "relu")
+        act = kw["activation"]
+    if act in ("topk", "batchtopk"):
+        kw.setdefault("k", spec.k)
+    return dictionaries.create(spec.arch, d_in=d_in, d_sae=d_sae, **kw)
+
+
+class Objective(nn.Module):
+    """The weighted training loss of one dictionary (a module, so DDP can wrap it)."""
+
+    def __init__(self, dictionary: Dictionary):
+        super().__init__()
+        self.dictionary = dictionary
+
+    def forward(self, x: Tensor, target: Tensor, dead_mask: Tensor | None, weights: dict[str, float]
+                ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """``(loss, terms, fired)``: ``fired`` marks latents active on at least one row (detached)."""
+        d = self.dictionary
+        out = d(x)
+        terms = d.loss_terms(x, out, target=target if d.cfg.transcoder else None, dead_mask=dead_mask)
+        loss = terms["mse"]
+        for name, w in weights.items():
+            if name in terms and w:
+                loss = loss + w * terms[name]
+        with torch.no_grad():
+            acts = out.feature_acts.detach()  # (B, [L,] S)
+            if isinstance(d, BatchTopKDictionary) and d.training:
+                d.update_threshold(acts)
+            fired = (acts != 0).flatten(0, acts.dim() - len(d.latent_shape()) - 1).any(0)
+        return loss, terms, fired
+
+
+class DictionaryTrainer:
+    """Training state of one dictionary (see module docstring)."""
+
+    def __init__(self, spec: DictionarySpec, dictionary: Dictionary, cfg: TrainConfig, info: DistInfo):
+        self.spec, self.cfg, self.info = spec, cfg, info
+        self.dictionary = dictionary.to(info.device).train()
+        self.objective: nn.Module = Objective(self.dictionary)
+        if info.enabled:
+            ids = [info.local_rank] if info.device.startswith("cuda") else None
+            self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
+        o = cfg.optim
+        self.base_lr = spec.lr or o.lr
+        self.optimizer = torch.optim.Adam(self.dictionary.parameters(), lr=self.base_lr, betas=(o.beta1, o.beta2),
+                                          eps=o.eps)
+        self.tracker = DeadLatentTracker(self.dictionary.latent_shape(), cfg.dead.dead_after_tokens, info.device)
+        self.scale_in: Tensor | None = None
+        self.scale_out: Tensor | None = None
+        self.initialised = False
+
+    # ------------------------------------------------------------------ data
+    def inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``(x, target)`` for this dictionary from a batch; hooks stacked on dim 1 when there are several."""
+        def take(names: list[str]) -> Tensor:
+            ts = [batch[h].to(self.info.device) for h in names]
+            return ts[0] if len(ts) == 1 and self.dictionary.W_enc.dim() == 2 else torch.stack(ts, 1)  # (B, [L,] D)
+
+        x = take(self.spec.hooks_in)
+        target = take(self.spec.hooks_out) if self.dictionary.cfg.transcoder else x
+        return x, target
+
+    def normalised(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        if self.scale_in is None:
+            return x, target
+        return x * self.scale_in, (target * self.scale_out if self.dictionary.cfg.transcoder else x * self.scale_in)
+
+    # ------------------------------------------------------------------ initialisation
+    @torch.no_grad()
+    def initialise(self, batch: dict[str, Tensor]) -> None:
+        """Normalisation factor and ``b_dec`` from the first batch, gathered over every rank."""
+        x, target = self.inputs(batch)
+        x, target = all_gather_rows(x, self.info), all_gather_rows(target, self.info)
+        loop = self.cfg.loop
+        if loop.normalize_activations:
+            self.scale_in = norm_factor(x)
+            self.scale_out = norm_factor(target) if self.dictionary.cfg.transcoder else self.scale_in
+        x, target = self.normalised(x, target)
+        if loop.init_b_dec and self.dictionary.b_dec.shape == target.shape[1:]:
+            self.dictionary.b_dec.copy_(geometric_median_per_source(target))
+        self.initialised = True
+
+    # ------------------------------------------------------------------ one step
+    def weights(self, step: int) -> dict[str, float]:
+        """Loss-term weights at ``step`` (the sparsity coefficient warms up)."""
+        s = self.cfg.sparsity
+        ramp = warmup_factor(step, s.warmup_steps)
+        out = {"auxk": s.auxk_coefficient, "aux_recon": s.aux_recon_coefficient}
+        for term, default in DEFAULT_COEFFICIENTS.items():
+            coef = self.spec.sparsity_coefficient if self.spec.sparsity_coefficient is not None else default
+            out[term] = coef * ramp
+        return out
+
+    def uses_unit_decoder(self) -> bool:
+        opts = self.dictionary.options
+        return self.cfg.dead.decoder_constraint and getattr(opts, "l1_weighting", "unit_decoder") == "unit_decoder" \
+            and self.dictionary.architecture not in ("crosscoder", "clt")
+
+    def step(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
+        """One optimisation step; returns this step's (local) metrics."""
+        x, target = self.normalised(*self.inputs(batch))
+        d = self.dictionary
+        dead = self.tracker.dead_mask() if self.spec.family == "topk" else None
+        weights = self.weights(step)
+        loss, terms, fired = self.objective(x, target, dead, weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.update(step)
+        fired = all_reduce(fired.to(torch.int32), self.info, "max").bool()
+        self.tracker.update(fired, x.shape[0] * self.info.world_size)
+        if self.spec.family == "l1" and self.cfg.dead.resample_every and (step + 1) % self.cfg.dead.resample_every == 0:
+            resample_dead(d, self.tracker.dead_mask(), x, target, self.optimizer, scale=self.cfg.dead.resample_scale)
+        metrics = {k: float(v.detach()) for k, v in terms.items()}
+        metrics.update(loss=float(loss.detach()), lr=self.optimizer.param_groups[0]["lr"],
+                       sparsity_coefficient=weights["l1"], dead_fraction=self.tracker.dead_fraction())
+        return metrics
+
+    def update(self, step: int) -> None:
+        """Decoder-gradient projection, clipping, the scheduled Adam step, decoder renormalisation."""
+        d, o = self.dictionary, self.cfg.optim
+        unit = self.uses_unit_decoder()
+        if unit:
+            d.remove_parallel_decoder_grad_()
+        if o.grad_clip:
+            nn.utils.clip_grad_norm_(d.parameters(), o.grad_clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.base_lr * lr_factor(step, self.cfg.loop.steps, o)
+        self.optimizer.step()
+        if unit:
+            d.normalize_decoder_()
+
+    # ------------------------------------------------------------------ results and state
+    def export(self) -> Dictionary:
+        """A copy for inference in the original activation units (normalisation stored as buffers), eval mode."""
+        d = copy.deepcopy(self.dictionary).cpu().eval()
+        if self.scale_in is not None:
+            out = self.scale_out if d.cfg.transcoder else None
+            d.set_activation_norm(self.scale_in.cpu(), None if out is None else out.cpu())
+        return d
+
+    def state_tensors(self, prefix: str) -> dict[str, Tensor]:
+        out = {f"{prefix}param.{k}": v for k, v in self.dictionary.state_dict().items() if v is not None}
+        names = {id(p): n for n, p in self.dictionary.named_parameters()}
+        for p, st in self.optimizer.state.items():
+            for key, value in st.items():
+                out[f"{prefix}adam.{names[id(p)]}.{key}"] = torch.as_tensor(value)
+        out[f"{prefix}dead.since"] = self.tracker.since
+        if self.scale_in is not None:
+            out[f"{prefix}scale_in"], out[f"{prefix}scale_out"] = torch.as_tensor(self.scale_in), \
+                torch.as_tensor(self.scale_out)
+        return out
+
+    @torch.no_grad()
+    def load_state_tensors(self, tensors: dict[str, Tensor], prefix: str) -> None:
+        params = {k[len(prefix) + 6:]: v for k, v in tensors.items() if k.startswith(prefix + "param.")}
+        self.dictionary.load_state_dict(params, strict=False)
+        for name, p in self.dictionary.named_parameters():
+            state = {key: tensors[f"{prefix}adam.{name}.{key}"].to(p.device)
+                     for key in ("step", "exp_avg", "exp_avg_sq") if f"{prefix}adam.{name}.{key}" in tensors}
+            if state:
+                self.optimizer.state[p] = state
+        self.tracker.since.copy_(tensors[f"{prefix}dead.since"])
+        if f"{prefix}scale_in" in tensors:
+            self.scale_in = tensors[f"{prefix}scale_in"].to(self.info.device)
+            self.scale_out = tensors[f"{prefix}scale_out"].to(self.info.device)
+        self.initialised = True
