@@ -1,0 +1,5 @@
+"""Attention-head detectors (previous-token, induction, duplicate-token, attention sink)."""
+
+from .detectors import KINDS, HeadScores, column_score, diagonal_score, head_scores, scores_from_pattern
+
+__all__ = ["KINDS", "HeadScores", "column_score", "diagonal_score", "head_scores", "scores_from_pattern"]
