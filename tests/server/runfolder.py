@@ -41,8 +41,8 @@ def build_run(folder: Path, model) -> Path:
     sae_dir = folder / "sae"
     sae.save(sae_dir)
     sae = ms.dictionaries.load(sae_dir, model=model)
-    _feature_db(sae_dir, model, sae)
-    _graph(folder / "graph.json", model)
+    live = _feature_db(sae_dir, model, sae)
+    (folder / "graph.json").write_text(json.dumps(hand_graph(model, features=live[:2])))
     (folder / "eval.json").write_text(json.dumps({"mse": 0.12, "explained_variance": 0.81, "l0": 8.0}))
     (folder / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0 / (s + 1)}) + "\n"
                                                   for s in range(5)))
@@ -50,7 +50,8 @@ def build_run(folder: Path, model) -> Path:
     return folder
 
 
-def _feature_db(sae_dir: Path, model, sae) -> None:
+def _feature_db(sae_dir: Path, model, sae) -> list[int]:
+    """Statistics, database and dashboards; returns the features by decreasing frequency."""
     from mechscope.features import StatsConfig, build_database, feature_stats
 
     stats = feature_stats(model, sae, CORPUS, StatsConfig(top_k=4, reservoir=4, n_quantiles=2), batch_size=6,
@@ -64,16 +65,18 @@ def _feature_db(sae_dir: Path, model, sae) -> None:
         write = None
     if write is not None:
         write(sae_dir / "features.db", dash, features=range(8))
-    else:
+    if not any(dash.glob("*.html")):
         dash.mkdir(exist_ok=True)
         for f in range(8):
             (dash / f"feature_{f}.html").write_text(
                 f"<!doctype html><meta charset=utf-8><title>feature {f}</title>"
                 f"<body style='font-family:sans-serif'><h2>Feature {f} dashboard</h2><p>fixture page</p></body>")
+    return [int(f) for f in stats.frequency.argsort(descending=True)]
 
 
-def hand_graph(model, layer: int = LAYER) -> dict:
+def hand_graph(model, features: list[int] = (2, 5), layer: int = LAYER) -> dict:
     """A minimal graph in the documented layout: 2 tokens -> 2 features (layer ``layer``) + 1 error -> 1 logit."""
+    a, b = features
     toks = model.to_str_tokens("The cat")
     n = model.cfg.n_layers
     nodes = [
@@ -82,20 +85,16 @@ def hand_graph(model, layer: int = LAYER) -> dict:
     nodes += [
         {"node_id": f"{layer}_{i}_1", "jsNodeId": f"{layer}_{i}-0", "feature": i, "layer": str(layer), "ctx_idx": 1,
          "feature_type": "cross layer transcoder", "clerp": f"feature {i}", "activation": 1.5, "influence": 0.5}
-        for i in (2, 5)]
+        for i in (a, b)]
     nodes += [{"node_id": f"{layer}_-1_1", "jsNodeId": f"{layer}_-1-1", "feature": -1, "layer": str(layer),
                "ctx_idx": 1, "feature_type": "mlp reconstruction error", "clerp": "error", "influence": 0.2},
               {"node_id": f"{n + 1}_100_1", "jsNodeId": "L_100-1", "feature": 100, "layer": str(n + 1), "ctx_idx": 1,
                "feature_type": "logit", "token_prob": 0.4, "is_target_logit": True, "clerp": 'Output " sat"'}]
-    links = [{"source": "E_0_0", "target": f"{layer}_2_1", "weight": 0.8},
-             {"source": "E_0_1", "target": f"{layer}_5_1", "weight": -0.4},
-             {"source": "E_0_1", "target": f"{layer}_2_1", "weight": 0.1},
-             {"source": f"{layer}_2_1", "target": f"{n + 1}_100_1", "weight": 1.2},
-             {"source": f"{layer}_5_1", "target": f"{n + 1}_100_1", "weight": 0.05},
+    links = [{"source": "E_0_0", "target": f"{layer}_{a}_1", "weight": 0.8},
+             {"source": "E_0_1", "target": f"{layer}_{b}_1", "weight": -0.4},
+             {"source": "E_0_1", "target": f"{layer}_{a}_1", "weight": 0.1},
+             {"source": f"{layer}_{a}_1", "target": f"{n + 1}_100_1", "weight": 1.2},
+             {"source": f"{layer}_{b}_1", "target": f"{n + 1}_100_1", "weight": 0.05},
              {"source": f"{layer}_-1_1", "target": f"{n + 1}_100_1", "weight": 0.3}]
     return {"metadata": {"slug": "fixture", "scan": "smollm2-135m", "prompt_tokens": toks, "prompt": "The cat",
                          "schema_version": 1}, "qParams": {}, "nodes": nodes, "links": links}
-
-
-def _graph(path: Path, model) -> None:
-    path.write_text(json.dumps(hand_graph(model)))
