@@ -1,0 +1,33 @@
+"""Run under ``torchrun --nproc_per_node=N``: train on toy activations with DDP, rank 0 writes the run folder.
+
+Usage: ddp_worker.py OUT GLOBAL_BATCH STEPS
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+torch.set_num_threads(1)
+
+from helpers import sparse_data  # noqa: E402
+
+from mechscope.activations import ActivationStore, StoreConfig  # noqa: E402
+from mechscope.training import init_distributed, shutdown, train  # noqa: E402
+from test_distributed import SPECS, config  # noqa: E402
+
+
+def main() -> None:
+    out, global_batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    info = init_distributed()
+    h = sparse_data()
+    store = ActivationStore.from_tensors({"toy": h}, StoreConfig(batch_size=global_batch // info.world_size,
+                                                                 buffer_rows=4096, shuffle=False),
+                                         rank=info.rank, world_size=info.world_size)
+    train(store, SPECS, config(steps), out=out, info=info)
+    shutdown()
+
+
+if __name__ == "__main__":
+    main()
