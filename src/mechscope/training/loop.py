@@ -62,7 +62,7 @@ class Run:
 
     def __init__(self, store: ActivationStore, specs: Sequence[DictionarySpec], cfg: TrainConfig, *,
                  out: str | os.PathLike[str] | None = None, model_name: str | None = None,
-                 info: DistInfo | None = None):
+                 info: DistInfo | None = None, meta: dict[str, Any] | None = None):
         if not specs:
             raise ValueError("train at least one dictionary: pass a non-empty list of DictionarySpec")
         names = [s.folder_name() for s in specs]
@@ -74,6 +74,7 @@ class Run:
         self.store, self.specs, self.cfg, self.model_name = store, list(specs), cfg, model_name
         self.out = Path(out) if out is not None else None
         self.info = info or DistInfo()
+        self.meta = dict(meta or {})
         self.trainers: dict[str, DictionaryTrainer] = {}
         self.step = 0
         self.tokens = 0
@@ -146,8 +147,8 @@ class Run:
             (self.out / "run.json").write_text(json.dumps({
                 "model": self.model_name, "hook_points": self.store.hook_names, "steps": self.step,
                 "tokens": self.tokens, "world_size": self.info.world_size, "dictionaries": list(result),
-                "specs": [dataclasses.asdict(s) for s in self.specs], "config": dataclasses.asdict(self.cfg)},
-                indent=1))
+                "specs": [dataclasses.asdict(s) for s in self.specs], "config": dataclasses.asdict(self.cfg),
+                **self.meta}, indent=1))
         return result
 
     # ------------------------------------------------------------------ loop
@@ -193,10 +194,11 @@ class Run:
 
 def train(store: ActivationStore, specs: DictionarySpec | Sequence[DictionarySpec], cfg: TrainConfig | None = None,
           *, out: str | os.PathLike[str] | None = None, model_name: str | None = None, resume: bool = False,
-          info: DistInfo | None = None, callbacks: Sequence[Callback] = ()) -> TrainResult:
-    """Train one or several dictionaries from ``store`` (see module docstring)."""
+          info: DistInfo | None = None, callbacks: Sequence[Callback] = (), meta: dict[str, Any] | None = None
+          ) -> TrainResult:
+    """Train one or several dictionaries from ``store`` (see module docstring); ``meta`` is added to run.json."""
     specs = [specs] if isinstance(specs, DictionarySpec) else list(specs)
-    run = Run(store, specs, cfg or TrainConfig(), out=out, model_name=model_name, info=info)
+    run = Run(store, specs, cfg or TrainConfig(), out=out, model_name=model_name, info=info, meta=meta)
     return run.fit(resume=resume, callbacks=callbacks)
 
 
