@@ -90,5 +90,6 @@ class Report:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report-", suffix=".html")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(self.render())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
         os.replace(tmp, path)
         return path
