@@ -95,11 +95,12 @@ def step_extract(ctx: TourContext) -> None:
             [("plain HF forward", t_hf, 1.0), (f"cache all {n} resid_post", t_all, t_hf / t_all),
              ("cache blocks.5.resid_post (stops after block 5)", t_early, t_hf / t_early)])
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    im = ax.imshow(norms.numpy(), aspect="auto", cmap="viridis")
+    # log colour scale: the first token's residual (an attention sink) is orders of magnitude larger
+    im = ax.imshow(norms.numpy(), aspect="auto", cmap="viridis", norm=matplotlib.colors.LogNorm())
     ax.set_xticks(range(tokens.input_ids.shape[1]), m.to_str_tokens(tokens.input_ids[0]), rotation=60, fontsize=7)
     ax.set_ylabel("layer")
     fig.colorbar(im, ax=ax, label="‖resid_post‖")
-    s.figure(fig, "Norm of the residual stream after each block, per token of the IOI prompt")
+    s.figure(fig, "Norm of the residual stream after each block, per token of the IOI prompt (log scale)")
     ctx.findings["early_stop_speedup"] = t_hf / t_early
 
 

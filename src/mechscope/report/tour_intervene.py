@@ -26,7 +26,13 @@ def step_lens(ctx: TourContext) -> None:
               else "never the top prediction")
            + f"; the last row equals the model's own logits. Mean KL to the final distribution falls from "
              f"{float(lens.mean_kl()[0]):.2f} to {float(lens.mean_kl()[-2]):.2f} nats before the last block.")
-    s.figure(lens.plot_probs(paris), f"Logit lens: probability of {paris!r} per layer and position")
+    from .plots import line_plot
+
+    p_paris = lens.logits[:, 0, -1].float().softmax(-1)[:, m.to_single_token(paris)]  # (L+1,)
+    s.figure(line_plot({f"p({paris!r})": p_paris.tolist()}, lens.layer_labels,
+                       title="Logit lens at the last position", ylabel="probability"),
+             f"Logit lens at the last token: probability of {paris!r} per layer")
+    s.figure(lens.plot_kl(), "Logit lens: KL to the model's final distribution per layer (mean over positions)")
     rows = [(lab, tok[0][0], f"{tok[0][1]:.3f}", int(r)) for lab, tok, r in zip(lens.layer_labels, top1, ranks)]
     s.table(["layer", "top token", "p(top)", f"rank of {paris!r}"], rows[:: max(1, len(rows) // 12)] + [rows[-1]])
     dla = direct_logit_attribution(m, FACT_PROMPT, paris, split_heads=True)
