@@ -84,7 +84,7 @@ class FeatureSource:
         return cls(names, d.encode, d_sae, d)
 
 
-def _rows(model: Any, item: Any, max_length: int) -> Iterator[list[int]]:
+def _rows(model: Any, item: Any, max_length: int, split: bool = True) -> Iterator[list[int]]:
     """Token rows (at most ``max_length`` long) from one corpus item: text, ids or :class:`Tokens`."""
     if isinstance(item, str):
         if not item:
@@ -95,6 +95,8 @@ def _rows(model: Any, item: Any, max_length: int) -> Iterator[list[int]]:
         for i in range(0, len(ids), step):
             chunk = ids[i:i + step]
             yield ([bos] if bos is not None else []) + chunk
+            if not split:
+                break
         return
     if isinstance(item, Tokens):
         mask = item.attention_mask
@@ -113,8 +115,11 @@ def _rows(model: Any, item: Any, max_length: int) -> Iterator[list[int]]:
 
 
 def token_batches(model: Any, corpus: Iterable[Any], batch_size: int = 8, max_length: int = 128,
-                  max_tokens: int | None = None) -> Iterator[Tokens]:
-    """Right-padded :class:`Tokens` batches (mask always set) from texts or ids; raises if there are no tokens."""
+                  max_tokens: int | None = None, split_long: bool = True) -> Iterator[Tokens]:
+    """Right-padded :class:`Tokens` batches (mask always set) from texts or ids; raises if there are no tokens.
+
+    Texts longer than ``max_length`` tokens become several rows (``split_long``) or are cut to their first row.
+    """
     if isinstance(corpus, (str, Tokens, Tensor)):
         corpus = [corpus]
     max_length = min(max_length, model.cfg.n_ctx)
@@ -134,7 +139,7 @@ def token_batches(model: Any, corpus: Iterable[Any], batch_size: int = 8, max_le
         return Tokens(ids.to(model.cfg.device), mask.to(model.cfg.device))
 
     for item in corpus:
-        for row in _rows(model, item, max_length):
+        for row in _rows(model, item, max_length, split_long):
             if max_tokens is not None and seen + len(row) > max_tokens:
                 row = row[:max_tokens - seen]
             if not row:

@@ -55,8 +55,9 @@ class StatsConfig:
     """Features whose pairwise co-occurrence is counted (bounded: at most 1024); None counts none."""
     min_activation: float = 0.0
     """A feature counts as active on a token when its activation exceeds this."""
-    skip_bos: bool = True
-    """Leave BOS positions out of every statistic (their activations are outliers)."""
+    skip_first: bool = True
+    """Leave each row's first position and any BOS token out of every statistic: BOS, or the attention-sink
+    token a model puts at position 0 without one, has outlier activations."""
     seed: int = 0
     """Seed of the reservoir sampling."""
 
@@ -322,8 +323,10 @@ def feature_stats(model: Any, source: FeatureSource | Any, corpus: Iterable[Any]
         x = acts[0] if len(acts) == 1 else torch.stack(acts, dim=-2)  # (B, T, [L,] D)
         feats = source(x)  # (B, T, S)
         mask = tokens.attention_mask.bool()
-        if config.skip_bos and bos is not None:
-            mask &= tokens.input_ids != bos
+        if config.skip_first:
+            mask[:, 0] = False
+            if bos is not None:
+                mask &= tokens.input_ids != bos
         acc.update(tokens.input_ids, feats, mask)
         bar.update(int(tokens.attention_mask.sum()))
     bar.close()
