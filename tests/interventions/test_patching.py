@@ -47,6 +47,24 @@ def test_untouched_positions_do_nothing_and_batching_is_exact(tiny, pair):
     torch.testing.assert_close(noised.values[0, same], torch.full((5,), noised.clean), atol=1e-5, rtol=1e-5)
 
 
+def test_shared_prefix_matches_full_batches(tiny, pair):
+    """Running the blocks before a batch's first patched layer once (then fanning out) changes nothing."""
+    clean, corrupted = pair
+    metric = logit_diff(5, 11)
+    layers = list(range(1, tiny.cfg.n_layers))
+    shared = patch_resid(tiny, clean, corrupted, metric, layers=layers, share_prefix=True)
+    full = patch_resid(tiny, clean, corrupted, metric, layers=layers, share_prefix=False)
+    torch.testing.assert_close(shared.values, full.values, atol=1e-5, rtol=1e-5)
+    heads = patch_heads(tiny, clean, corrupted, metric, layers=layers, share_prefix=True)
+    heads_full = patch_heads(tiny, clean, corrupted, metric, layers=layers, share_prefix=False)
+    torch.testing.assert_close(heads.values, heads_full.values, atol=1e-5, rtol=1e-5)
+    # Padded prompts (an attention mask and per-row positions) fan out too.
+    cl, co = ["hello wor", "hi"], ["jello wor", "ho"]
+    padded = patch_resid(tiny, cl, co, metric, layers=layers, share_prefix=True)
+    padded_full = patch_resid(tiny, cl, co, metric, layers=layers, share_prefix=False)
+    torch.testing.assert_close(padded.values, padded_full.values, atol=1e-5, rtol=1e-5)
+
+
 def test_head_sweeps_match_single_cells(tiny, pair):
     clean, corrupted = pair
     metric = prob(7)

@@ -14,11 +14,12 @@ pass), so a full layers × positions sweep is a handful of forward passes.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import torch
 from jaxtyping import Float
@@ -160,12 +161,52 @@ def _patch_hooks(model: HookedModel, cells: Sequence[Cell], source: dict[str, Te
     return [(name, make(name, items)) for name, items in by_name.items()]
 
 
+def _expand(x: object, b: int, k: int) -> object:
+    """Repeat every batch-first tensor (``shape[0] == b``, 2-D or more) ``k`` times along the batch, recursively."""
+    if isinstance(x, Tensor):
+        return x.repeat(k, *([1] * (x.ndim - 1))) if x.ndim >= 2 and x.shape[0] == b else x
+    if isinstance(x, (tuple, list)):
+        return type(x)(_expand(v, b, k) for v in x)
+    return x
+
+
+@contextlib.contextmanager
+def shared_prefix(model: HookedModel, layer: int, b: int, k: int) -> Iterator[None]:
+    """Run blocks before ``layer`` once on the ``b`` base rows, then fan out to ``k`` copies at block ``layer``.
+
+    Every variant is identical to the base run before its first patched layer, so the prefix is computed once.
+    The fan-out is a forward pre-hook on that block and every later one, running before any hook point
+    (``prepend=True``); batch-first tensors among each block's other arguments (masks, per-row position
+    embeddings) are repeated alongside.
+    """
+    def fan_out(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if hidden.shape[0] == b:  # the first shared block: fan the residual out
+            hidden = hidden.repeat(k, 1, 1)
+        new_kwargs = {key: _expand(v, b, k) for key, v in kwargs.items()}  # every later block gets them afresh
+        if args:
+            return (hidden, *_expand(tuple(args[1:]), b, k)), new_kwargs
+        new_kwargs["hidden_states"] = hidden
+        return args, new_kwargs
+
+    handles = [block.register_forward_pre_hook(fan_out, with_kwargs=True, prepend=True)
+               for block in list(model.blocks)[layer:]]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def run_variants(model: HookedModel, base: Tokens, n_variants: int, metric: Metric,
-                 hooks_for: Callable[[range], list], batch_size: int = 64) -> Float[Tensor, "variants"]:
+                 hooks_for: Callable[[range], list], batch_size: int = 64,
+                 first_layer: Callable[[int], int] | None = None) -> Float[Tensor, "variants"]:
     """Run ``n_variants`` copies of ``base`` stacked in batches; ``hooks_for(chunk)`` patches each chunk.
 
-    Within a chunk, variant ``chunk[j]`` occupies rows ``j*B:(j+1)*B`` (B = prompts in ``base``). Returns the metric
-    of each variant, averaged over prompts when the metric gives one value per prompt.
+    Within a chunk, variant ``chunk[j]`` occupies rows ``j*B:(j+1)*B`` (B = prompts in ``base``). When
+    ``first_layer(i)`` gives the first block variant ``i`` changes, the blocks before a chunk's earliest such layer
+    run once on the base rows (:func:`shared_prefix`). Returns the metric of each variant, averaged over prompts
+    when the metric gives one value per prompt.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -175,10 +216,16 @@ def run_variants(model: HookedModel, base: Tokens, n_variants: int, metric: Metr
     for start in range(0, n_variants, per):
         chunk = range(start, min(n_variants, start + per))
         k = len(chunk)
-        mask = None if base.attention_mask is None else base.attention_mask.repeat(k, 1)
-        tokens = Tokens(base.input_ids.repeat(k, 1), mask)  # (k*B, T)
+        fan_at = min(first_layer(i) for i in chunk) if first_layer is not None and k > 1 else 0
         with torch.no_grad():
-            logits = model.run_with_hooks(tokens, hooks_for(chunk))  # (k*B, T, V)
+            if fan_at > 0:
+                with shared_prefix(model, fan_at, b, k):
+                    logits = model.run_with_hooks(base, hooks_for(chunk))  # (k*B, T, V)
+            else:
+                mask = None if base.attention_mask is None else base.attention_mask.repeat(k, 1)
+                logits = model.run_with_hooks(Tokens(base.input_ids.repeat(k, 1), mask), hooks_for(chunk))
+        if logits.shape[0] != k * b:
+            raise RuntimeError(f"expected {k * b} rows of logits, got {logits.shape[0]}")
         for j in range(k):
             values.append(_reduce(metric(logits[j * b:(j + 1) * b])))
     return torch.stack(values) if values else torch.empty(0)
@@ -187,10 +234,11 @@ def run_variants(model: HookedModel, base: Tokens, n_variants: int, metric: Metr
 def activation_patch(model: HookedModel, clean: Inputs | Mapping[str, Tensor], corrupted: Inputs,
                      metric: Callable[[Tensor], Tensor] | Metric, cells: Sequence[Cell], *,
                      direction: Direction = "denoise", batch_size: int = 64, run: PatchRun | None = None,
-                     ) -> Float[Tensor, "cells"]:
+                     share_prefix: bool = True) -> Float[Tensor, "cells"]:
     """The metric of the base run with each cell patched from the source run, one value per cell.
 
-    Generic over hook points, positions and heads: every sweep in this module is a thin layer over it.
+    Generic over hook points, positions and heads: every sweep in this module is a thin layer over it. With
+    ``share_prefix`` the blocks before a batch's first patched layer run once for the whole batch.
     """
     metric = as_metric(metric)
     cells = list(cells)
@@ -201,8 +249,11 @@ def activation_patch(model: HookedModel, clean: Inputs | Mapping[str, Tensor], c
     for c in cells:
         if c.pos is not None and not -t <= c.pos < t:
             raise ValueError(f"cell {c}: position {c.pos} is out of range for {t} tokens")
+    layers = [model.resolve(c.name).layer for c in cells]
+    first = (lambda i: layers[i] or 0) if share_prefix else None  # global points (embed, final_norm): no sharing
     return run_variants(model, run.base, len(cells), metric,
-                        lambda chunk: _patch_hooks(model, [cells[i] for i in chunk], run.source, rows), batch_size)
+                        lambda chunk: _patch_hooks(model, [cells[i] for i in chunk], run.source, rows), batch_size,
+                        first)
 
 
 def position_labels(model: HookedModel, tokens: Tokens) -> list[str]:
@@ -222,7 +273,7 @@ def _n_heads(model: HookedModel, kind: str) -> int:
 def patch_sweep(model: HookedModel, clean: Inputs, corrupted: Inputs, metric: Callable[[Tensor], Tensor] | Metric,
                 *, kind: str = "resid_pre", axis: Literal["pos", "head"] = "pos", layers: Sequence[int] | None = None,
                 positions: Sequence[int] | None = None, pos: int | None = None, direction: Direction = "denoise",
-                batch_size: int = 64) -> PatchResult:
+                batch_size: int = 64, share_prefix: bool = True) -> PatchResult:
     """Patch ``blocks.L.<kind>`` for every layer × position (``axis="pos"``) or layer × head (``axis="head"``).
 
     With ``axis="head"`` each cell patches one head at position ``pos`` (None: all positions).
@@ -247,7 +298,8 @@ def patch_sweep(model: HookedModel, clean: Inputs, corrupted: Inputs, metric: Ca
         cells = [Cell(n, pos=pos, head=h) for n in names for h in cols]
     else:
         raise ValueError(f"axis must be 'pos' or 'head', got {axis!r}")
-    values = activation_patch(model, clean, corrupted, metric, cells, batch_size=batch_size, run=run)
+    values = activation_patch(model, clean, corrupted, metric, cells, batch_size=batch_size, run=run,
+                              share_prefix=share_prefix)
     clean_m, corr_m = ((run.source_metric, run.base_metric) if direction == "denoise"
                        else (run.base_metric, run.source_metric))
     return PatchResult(values.view(len(layers), len(cols)), [f"L{layer}" for layer in layers], col_labels,
