@@ -1,0 +1,223 @@
+"""Autointerp: explain a feature from its examples with an LLM, then score the explanation on held-out examples.
+
+- :func:`explain`: the top examples, activating tokens marked ``<<like this>>``, plus the most frequent peak tokens,
+  go to the LLM, which answers with a one-sentence explanation.
+- :func:`detection_score`: for held-out activating examples and non-activating ones, the LLM is asked whether the
+  text contains what the explanation describes; ``P(yes)`` from the first token's log-probabilities.
+- :func:`fuzzing_score`: held-out activating examples shown twice, once with the truly active tokens marked and
+  once with as many random inactive tokens marked; the LLM is asked whether the marked tokens match.
+
+Each scorer reports precision and recall separately (prediction: ``P(yes) > threshold``), accuracy, and the
+threshold-free AUROC of ``P(yes)``. Held-out means: examples not shown when explaining (top examples after the
+first ``n_explain``, and the uniformly sampled ones). Negatives are other features' top examples from sequences
+where this feature was not among the recorded examples (so, as far as the statistics know, inactive).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .llm import LLMClient, Message
+from .source import FeatureError
+from .stats import Example
+
+SYSTEM = "You are an expert at explaining what a neuron in a language model responds to. Answer briefly."
+
+
+@dataclass
+class AutointerpConfig:
+    """How explanations are made and scored."""
+
+    n_explain: int = 6
+    """Top examples shown to the explainer."""
+    n_score: int = 4
+    """Held-out activating examples per scorer."""
+    n_negative: int = 4
+    """Non-activating examples for detection."""
+    window: int = 20
+    """Tokens of context shown around an example's peak."""
+    threshold: float = 0.5
+    """An example is predicted active when P(yes) exceeds this."""
+    max_tokens: int = 48
+    """Length limit of the explanation."""
+    seed: int = 0
+    """Seed of the fuzzing's random marks and the choice of negatives."""
+
+
+@dataclass
+class ScorerResult:
+    """One scorer's verdicts: labels (True: activating / correctly marked) and P(yes) per example."""
+
+    name: str
+    labels: list[bool]
+    p_yes: list[float]
+    threshold: float = 0.5
+
+    @property
+    def predictions(self) -> list[bool]:
+        return [p > self.threshold for p in self.p_yes]
+
+    @property
+    def precision(self) -> float:
+        tp = sum(p and y for p, y in zip(self.predictions, self.labels))
+        return tp / max(sum(self.predictions), 1)
+
+    @property
+    def recall(self) -> float:
+        tp = sum(p and y for p, y in zip(self.predictions, self.labels))
+        return tp / max(sum(self.labels), 1)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(p == y for p, y in zip(self.predictions, self.labels)) / max(len(self.labels), 1)
+
+    @property
+    def auroc(self) -> float:
+        """P(a random positive gets a higher P(yes) than a random negative); ties count half."""
+        pos = [p for p, y in zip(self.p_yes, self.labels) if y]
+        neg = [p for p, y in zip(self.p_yes, self.labels) if not y]
+        if not pos or not neg:
+            return float("nan")
+        wins = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
+        return wins / (len(pos) * len(neg))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"precision": self.precision, "recall": self.recall, "accuracy": self.accuracy, "auroc": self.auroc,
+                "n": len(self.labels)}
+
+
+@dataclass
+class Interpretation:
+    feature: int
+    explanation: str
+    detection: ScorerResult | None = None
+    fuzzing: ScorerResult | None = None
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _crop(ex: Example, window: int) -> tuple[list[str], list[float]]:
+    strs = ex.str_tokens or [str(t) for t in ex.tokens]
+    lo = max(0, ex.position - window + 4)
+    return strs[lo:lo + window], ex.acts[lo:lo + window]
+
+
+def format_example(ex: Example, window: int = 20, marks: Sequence[bool] | None = None) -> str:
+    """The example's text with marked tokens as ``<<token>>`` (default marks: activation > 0)."""
+    strs, acts = _crop(ex, window)
+    marks = [a > 0 for a in acts] if marks is None else marks
+    return "".join(f"<<{s}>>" if m else s for s, m in zip(strs, marks)).replace("\n", " ").strip()
+
+
+def _ask(question: str) -> list[Message]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+
+
+def explain(client: LLMClient, examples: Sequence[Example], config: AutointerpConfig | None = None) -> str:
+    """One-sentence explanation of the feature behind ``examples`` (its top examples)."""
+    cfg = config or AutointerpConfig()
+    if not examples:
+        raise FeatureError("cannot explain a feature without activating examples (is it dead?)")
+    shown = examples[:cfg.n_explain]
+    lines = [f"{i + 1}. {format_example(ex, cfg.window)}" for i, ex in enumerate(shown)]
+    peaks = Counter((ex.str_tokens or [str(t) for t in ex.tokens])[ex.position].strip() for ex in shown)
+    common = ", ".join(repr(t) for t, _ in peaks.most_common(5) if t) or "whitespace"
+    question = ("Here are text snippets. The tokens where the neuron is active are marked like <<this>>.\n\n"
+                + "\n".join(lines) + f"\n\nThe most active tokens: {common}.\n"
+                "In one short sentence, what does the neuron respond to?")
+    text = client.chat(_ask(question), max_tokens=cfg.max_tokens).strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first or f"the tokens {common}"
+
+
+def detection_score(client: LLMClient, explanation: str, positives: Sequence[Example],
+                    negatives: Sequence[Example], config: AutointerpConfig | None = None) -> ScorerResult:
+    cfg = config or AutointerpConfig()
+    labels, p = [], []
+    for ex, label in [(e, True) for e in positives] + [(e, False) for e in negatives]:
+        text = format_example(ex, cfg.window, marks=[False] * cfg.window)
+        q = (f"A neuron responds to: {explanation}\n\nText: {text}\n\n"
+             "Does this text contain what the neuron responds to? Answer Yes or No.")
+        labels.append(label)
+        p.append(client.yes_probability(_ask(q)))
+    return ScorerResult("detection", labels, p, cfg.threshold)
+
+
+def fuzzing_score(client: LLMClient, explanation: str, positives: Sequence[Example],
+                  config: AutointerpConfig | None = None) -> ScorerResult:
+    cfg = config or AutointerpConfig()
+    rng = random.Random(cfg.seed)
+    labels, p = [], []
+    for ex in positives:
+        _, acts = _crop(ex, cfg.window)
+        true = [a > 0 for a in acts]
+        off = [i for i, m in enumerate(true) if not m]
+        fake = [False] * len(true)
+        for i in rng.sample(off, min(len(off), max(1, sum(true)))):
+            fake[i] = True
+        for marks, label in ((true, True), (fake, False)):
+            q = (f"A neuron responds to: {explanation}\n\nIn this text some tokens are marked like <<this>>:\n"
+                 f"{format_example(ex, cfg.window, marks)}\n\n"
+                 "Are the marked tokens what the neuron responds to? Answer Yes or No.")
+            labels.append(label)
+            p.append(client.yes_probability(_ask(q)))
+    return ScorerResult("fuzzing", labels, p, cfg.threshold)
+
+
+def _examples(source: Any, feature: int) -> tuple[list[Example], list[Example]]:
+    """(top, sampled) examples of ``feature`` from :class:`FeatureStats` or :class:`FeatureDB`."""
+    if hasattr(source, "sampled_examples"):
+        return source.top_examples(feature), source.sampled_examples(feature)
+    card = source.card(feature)
+    return card.top_examples, [e for group in card.quantile_examples for e in group]
+
+
+def held_out(source: Any, feature: int, config: AutointerpConfig, others: Sequence[int]
+             ) -> tuple[list[Example], list[Example], list[Example]]:
+    """``(explain_on, positives, negatives)`` for ``feature``; negatives come from the ``others`` features."""
+    top, sampled = _examples(source, feature)
+    if not top:
+        raise FeatureError(f"feature {feature} has no activating examples: nothing to explain")
+    shown = top[:config.n_explain]
+    used = {e.sequence for e in shown}
+    pos = [e for e in top[config.n_explain:] + sampled if e.sequence not in used]
+    seen, positives = set(used), []
+    for e in pos:
+        if e.sequence not in seen:
+            seen.add(e.sequence)
+            positives.append(e)
+    own = {e.sequence for e in top + sampled}
+    negatives: list[Example] = []
+    for other in others:
+        for e in _examples(source, other)[0]:
+            if e.sequence not in own and e.sequence not in {n.sequence for n in negatives}:
+                negatives.append(e)
+                break
+        if len(negatives) >= config.n_negative:
+            break
+    return shown, positives[:config.n_score], negatives
+
+
+def interpret(client: LLMClient, source: Any, feature: int, config: AutointerpConfig | None = None,
+              explanation: str | None = None, negatives_from: Sequence[int] | None = None) -> Interpretation:
+    """Explain ``feature`` (unless ``explanation`` is given) and score it with both scorers.
+
+    ``negatives_from``: features whose top examples provide non-activating texts (default: a seeded random
+    sample of the other live features).
+    """
+    cfg = config or AutointerpConfig()
+    d_sae = source.d_sae
+    if not 0 <= int(feature) < d_sae:
+        raise FeatureError(f"feature {feature} is out of range 0..{d_sae - 1}")
+    if negatives_from is None:
+        rng = random.Random(cfg.seed + int(feature))
+        negatives_from = rng.sample([f for f in range(d_sae) if f != feature], min(d_sae - 1, 8 * cfg.n_negative))
+    shown, positives, negatives = held_out(source, feature, cfg, negatives_from)
+    text = explanation if explanation is not None else explain(client, shown, cfg)
+    det = detection_score(client, text, positives, negatives, cfg) if positives and negatives else None
+    fuz = fuzzing_score(client, text, positives, cfg) if positives else None
+    scores = {r.name: r.as_dict() for r in (det, fuz) if r is not None}
+    return Interpretation(int(feature), text, det, fuz, scores)

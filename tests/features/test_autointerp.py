@@ -1,0 +1,66 @@
+"""Autointerp end to end against a real OpenAI-compatible server running the built-in SmolLM2 instruct model."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import torch
+
+from mechscope.features.autointerp import AutointerpConfig, ScorerResult, interpret
+from mechscope.features.llm import LLMError, OpenAIClient
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def server():
+    """``python -m mechscope.features.llm_server`` on a free 127.0.0.1 port; stopped after the module."""
+    proc = subprocess.Popen([sys.executable, "-m", "mechscope.features.llm_server", "--port", "0",
+                             "--idle-timeout", "300"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()  # printed once the server accepts requests
+        assert "listening on" in line, f"server did not start (exit code {proc.poll()})"
+        url = line.split()[-1]
+        with urllib.request.urlopen(f"{url}/health", timeout=60) as r:
+            assert r.status == 200
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_scorer_metrics_by_hand():
+    r = ScorerResult("x", [True, True, False, False], [0.9, 0.4, 0.6, 0.1])
+    assert (r.precision, r.recall, r.accuracy, r.auroc) == (0.5, 0.5, 0.5, 0.75)
+    assert math.isnan(ScorerResult("x", [True], [0.3]).auroc)
+
+
+def test_unreachable_server_is_a_clear_error():
+    with pytest.raises(LLMError, match="cannot reach"):
+        OpenAIClient("http://127.0.0.1:9", timeout=5).chat([{"role": "user", "content": "hi"}])
+
+
+def test_autointerp_end_to_end(server, smol_sae):
+    client = OpenAIClient(server)
+    stats = smol_sae.stats
+    cfg = AutointerpConfig(n_explain=5, n_score=3, n_negative=3)
+    freq = stats.frequency
+    live = [f for f in torch.argsort(stats.max_act, descending=True).tolist() if 0.002 < freq[f] < 0.05]
+    a, b = live[0], live[1]
+    res_a = interpret(client, stats, a, cfg)
+    assert res_a.explanation and len(res_a.explanation) > 3
+    for name in ("detection", "fuzzing"):
+        s = res_a.scores[name]
+        assert set(s) >= {"precision", "recall", "auroc"} and 0 <= s["precision"] <= 1 and 0 <= s["recall"] <= 1
+    res_b = interpret(client, stats, b, cfg)
+    assert res_b.explanation
+    # sanity check: feature b's explanation, scored on feature a's held-out examples, scores lower
+    wrong = interpret(client, stats, a, cfg, explanation=res_b.explanation)
+    right_score = res_a.detection.auroc + res_a.fuzzing.auroc
+    wrong_score = wrong.detection.auroc + wrong.fuzzing.auroc
+    assert wrong_score < right_score, (res_a.explanation, res_b.explanation, res_a.scores, wrong.scores)
