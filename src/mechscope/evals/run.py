@@ -51,8 +51,8 @@ def held_out_contexts(run: dict, tokenizer, n_contexts: int) -> list[Tensor]:
 
 
 def evaluate_run(run_dir: str | os.PathLike[str], *, model=None, n_contexts: int = 64, model_batch: int = 8,
-                 plot: bool = True) -> EvalReport:
-    """Recompute ``RUN/eval.json`` (and ``eval.png``) for every dictionary of a training run."""
+                 plot: bool = True, only: list[str] | None = None) -> EvalReport:
+    """Recompute ``RUN/eval.json`` (and ``eval.png``) for the dictionaries of a training run (``only``: a subset)."""
     run_dir = Path(run_dir)
     meta_path = run_dir / "run.json"
     if not meta_path.is_file():
@@ -62,7 +62,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, model=None, n_contexts: int
         import mechscope as ms
 
         model = ms.load_model(run["model"])
-    dicts = {name: load_dictionary(run_dir / name) for name in run["dictionaries"]}
+    names = only if only is not None else [n for n, s in zip(run["dictionaries"], run.get("specs", []))
+                                           if s.get("arch") not in ("crosscoder", "clt")] or run["dictionaries"]
+    dicts = {name: load_dictionary(run_dir / name) for name in names}
     if "data" not in run:
         raise ValueError(f"{meta_path} has no 'data' entry: cannot rebuild the evaluation corpus")
     contexts = held_out_contexts(run, model.tokenizer, n_contexts)
