@@ -140,3 +140,25 @@ class TranscoderStack:
             s = self._src(layer)
             return self.clt.b_enc[s] - self.clt.b_in[s] @ self.clt.W_enc[s]
         return self.per_layer[layer].pre_acts(torch.zeros(self.per_layer[layer].d_in))
+
+
+def load_transcoders(path: str) -> "list[Dictionary] | CrossLayerTranscoder":
+    """Transcoders from a folder: a circuit-tracer transcoder set (``config.yaml``), one dictionary folder
+    (``cfg.json``: a CLT or a single transcoder), or a folder of per-layer dictionary folders."""
+    from pathlib import Path
+
+    from ..dictionaries import load, load_transcoder_set
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"transcoders folder {folder} does not exist")
+    if (folder / "config.yaml").is_file():
+        return load_transcoder_set(folder)
+    if (folder / "cfg.json").is_file():
+        d = load(str(folder))
+        return d if isinstance(d, CrossLayerTranscoder) else [d]
+    subs = sorted(p for p in folder.iterdir() if (p / "cfg.json").is_file())
+    if not subs:
+        raise FileNotFoundError(f"{folder} holds no transcoders: expected config.yaml (a transcoder set), cfg.json "
+                                "(one dictionary) or subfolders with cfg.json")
+    return [load(str(p)) for p in subs]
