@@ -19,6 +19,7 @@ from .config import DEFAULT_COEFFICIENTS, DictionarySpec, TrainConfig
 from .dead import DeadLatentTracker, resample_dead
 from .distributed import DistInfo, all_gather_rows, all_reduce
 from .init import geometric_median_per_source, norm_factor
+from . import sparse_topk
 from .schedules import lr_factor, warmup_factor
 
 log = logging.getLogger(__name__)
@@ -51,26 +52,36 @@ def build_dictionary(spec: DictionarySpec, widths: dict[str, int], model_name: s
 class Objective(nn.Module):
     """The weighted training loss of one dictionary (a module, so DDP can wrap it)."""
 
-    def __init__(self, dictionary: Dictionary):
+    def __init__(self, dictionary: Dictionary, fast: bool = True):
         super().__init__()
         self.dictionary = dictionary
+        self.fast = fast
+        """Use the sparse-gradient TopK step (:mod:`.sparse_topk`) where it applies."""
 
     def forward(self, x: Tensor, target: Tensor, dead_mask: Tensor | None, weights: dict[str, float]
                 ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """``(loss, terms, fired)``: ``fired`` marks latents active on at least one row (detached)."""
         d = self.dictionary
+        if self.fast and sparse_topk.supports(d):
+            terms, fired = sparse_topk.topk_loss_terms(d, x, target, dead_mask)
+            return self._total(terms, weights), terms, fired
         out = d(x)
         terms = d.loss_terms(x, out, target=target if d.cfg.transcoder else None, dead_mask=dead_mask)
-        loss = terms["mse"]
-        for name, w in weights.items():
-            if name in terms and w:
-                loss = loss + w * terms[name]
+        loss = self._total(terms, weights)
         with torch.no_grad():
             acts = out.feature_acts.detach()  # (B, [L,] S)
             if isinstance(d, BatchTopKDictionary) and d.training:
                 d.update_threshold(acts)
             fired = (acts != 0).flatten(0, acts.dim() - len(d.latent_shape()) - 1).any(0)
         return loss, terms, fired
+
+    @staticmethod
+    def _total(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
+        loss = terms["mse"]
+        for name, w in weights.items():
+            if name in terms and w:
+                loss = loss + w * terms[name]
+        return loss
 
 
 class DictionaryTrainer:
