@@ -1,11 +1,19 @@
 """Features of sparse dictionaries: statistics, top examples, logit effects, a searchable database, dashboards,
 steering, autointerp and monitors. Works from encode functions at hook points (:class:`FeatureSource`)."""
 
+from .autointerp import AutointerpConfig, Interpretation, ScorerResult, explain, interpret
 from .db import FeatureCard, FeatureDB, build_database
+from .dashboards import write_dashboards
+from .llm import LLMError, LocalClient, OpenAIClient
+from .monitor import FeatureMonitor, Firing, MonitorResult
 from .logits import LogitEffects, TokenScore, logit_effects, nearest_features, top_input_tokens
 from .source import FeatureError, FeatureSource, token_batches
 from .stats import Example, FeatureStats, StatsAccumulator, StatsConfig, feature_stats
+from .steering import SteeringResult, SteeringVector, clamped, contrastive_vector, feature_vector, steer
 
-__all__ = ["Example", "FeatureCard", "FeatureDB", "FeatureError", "FeatureSource", "FeatureStats", "LogitEffects",
-           "StatsAccumulator", "StatsConfig", "TokenScore", "build_database", "feature_stats", "logit_effects",
-           "nearest_features", "token_batches", "top_input_tokens"]
+__all__ = ["AutointerpConfig", "Example", "FeatureCard", "FeatureDB", "FeatureError", "FeatureMonitor", "FeatureSource",
+           "FeatureStats", "Firing", "Interpretation", "LLMError", "LocalClient", "LogitEffects", "MonitorResult",
+           "OpenAIClient", "ScorerResult", "StatsAccumulator", "StatsConfig", "SteeringResult", "SteeringVector",
+           "TokenScore", "build_database", "clamped", "contrastive_vector", "explain", "feature_stats",
+           "feature_vector", "interpret", "logit_effects", "nearest_features", "steer", "token_batches",
+           "top_input_tokens", "write_dashboards"]

@@ -1,0 +1,107 @@
+"""Fast feature tests on tiny random models: logit effects, de-embedding, encode sources, database, steering."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mechscope as ms
+from mechscope.features import (FeatureDB, FeatureError, FeatureSource, StatsConfig, build_database, feature_stats,
+                                logit_effects, nearest_features, token_batches, top_input_tokens)
+from mechscope.features.logits import mlp_in_norm
+from mechscope.features.steering import feature_vector, steer
+from tiny import hooked
+
+TEXTS = ["def f(x): return x + 1", "import os, sys", "class A:\n    pass", "print('hello world')"]
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return hooked("llama")
+
+
+def test_logit_effects_match_manual_computation(llama):
+    sae = ms.dictionaries.create("relu", d_in=32, d_sae=16, hook_name="blocks.1.resid_post")
+    eff = logit_effects(llama, sae, [3, 7], k=5)
+    norm = llama.final_norm_module.weight.detach()
+    manual = (sae.W_dec[3].detach() * norm) @ llama.W_U.detach()
+    assert [t.token_id for t in eff[0].promoted] == manual.topk(5).indices.tolist()
+    assert eff[0].promoted[0].value == pytest.approx(float(manual.max()), rel=1e-5)
+    assert eff[1].suppressed[0].value == pytest.approx(
+        float(((sae.W_dec[7].detach() * norm) @ llama.W_U.detach()).min()), rel=1e-5)
+    with pytest.raises(FeatureError, match="out of range"):
+        logit_effects(llama, sae, [16])
+
+
+def test_top_input_tokens_of_a_transcoder_read_through_the_mlp_norm(llama):
+    tc = ms.dictionaries.create_mlp_transcoder(1, d_model=32, d_sae=8)
+    top = top_input_tokens(llama, tc, [2], k=3, vocab_chunk=100)[2]
+    x = mlp_in_norm(llama, 1)(llama.W_E.detach().float())
+    pre = tc.pre_acts(x)[:, 2]
+    assert [t.token_id for t in top] == pre.topk(3).indices.tolist()
+    assert mlp_in_norm(llama, 1).weight is llama.blocks[1].post_attention_layernorm.weight
+
+
+def test_nearest_features_by_decoder_cosine():
+    d = ms.dictionaries.create("relu", d_in=8, d_sae=4)
+    with torch.no_grad():
+        d.W_dec.copy_(torch.tensor([[1.0, 0, 0, 0, 0, 0, 0, 0], [0.9, 0.1, 0, 0, 0, 0, 0, 0],
+                                    [0, 0, 1.0, 0, 0, 0, 0, 0], [-1.0, 0, 0, 0, 0, 0, 0, 0]]))
+    nb = nearest_features(d, [0], k=3)[0]
+    assert [o for o, _ in nb] == [1, 2, 3] and nb[-1][1] == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("kind", ["transcoder", "crosscoder", "clt"])
+def test_stats_work_through_any_encode_function(llama, kind):
+    if kind == "transcoder":
+        d = ms.dictionaries.create_mlp_transcoder(1, d_model=32, d_sae=8)
+    elif kind == "crosscoder":
+        d = ms.dictionaries.create("crosscoder", d_in=32, d_sae=8, n_layers=2,
+                                   hook_names=["blocks.0.resid_post", "blocks.1.resid_post"])
+    else:
+        d = ms.dictionaries.create("clt", d_in=32, d_sae=8, n_layers=2)
+    src = FeatureSource.from_dictionary(d, llama)
+    stats = feature_stats(llama, src, TEXTS, StatsConfig(top_k=2), batch_size=2)
+    assert stats.d_sae == src.d_sae and stats.n_sequences == 4
+    names = src.hook_names
+    direct = torch.zeros(src.d_sae)
+    for text in TEXTS:  # each text alone (no padding); the first position is skipped as in the stats
+        _, cache = llama.run_with_cache(text, names=names)
+        x = cache[names[0]] if len(names) == 1 else torch.stack([cache[n] for n in names], -2)
+        direct = torch.maximum(direct, src(x)[0, 1:].max(0).values)
+    assert torch.allclose(stats.max_act, direct.clamp_min(0), atol=1e-5)
+
+
+def test_source_errors(llama):
+    sae = ms.dictionaries.create("relu", d_in=16, d_sae=8, hook_name="blocks.1.resid_post")
+    with pytest.raises(ValueError, match="width"):
+        FeatureSource.from_dictionary(sae, llama)
+    with pytest.raises(FeatureError, match="no tokens"):
+        list(token_batches(llama, []))
+    with pytest.raises(FeatureError, match="str, token-id tensors or Tokens"):
+        list(token_batches(llama, [3.5]))
+    good = ms.dictionaries.create("relu", d_in=32, d_sae=8, hook_name="blocks.1.resid_post")
+    with pytest.raises(FeatureError, match=r"valid indices 0\.\.7"):
+        FeatureSource.from_dictionary(good, llama).check_feature(8)
+
+
+def test_database_and_steering_on_a_tiny_model(llama, tmp_path):
+    sae = ms.dictionaries.create("relu", d_in=32, d_sae=8, hook_name="blocks.1.resid_post")
+    stats = feature_stats(llama, sae, TEXTS, StatsConfig(top_k=3, cooccurrence=[0, 1, 2]), batch_size=3)
+    path = build_database(tmp_path / "f.db", stats, llama, sae, chunk=3)
+    with FeatureDB(path) as db:
+        live = db.by_density(1e-9, 1.0)
+        assert live, "some feature of a random ReLU SAE is active"
+        f = live[0][0]
+        card = db.card(f)
+        assert card.top_examples and card.promoted and card.neighbours
+        assert db.search("hello OR import OR class OR def")
+        assert db.con.execute("SELECT COUNT(*) FROM cooccurrence").fetchone()[0] > 0
+        with pytest.raises(FeatureError, match="bad search query"):
+            db.search('"unbalanced')
+    zero = steer(llama, "abc", [feature_vector(sae, f, 0.0, stats=stats)], targets=[ord("d")], watch=(sae, f))
+    assert zero.steered_probs == zero.baseline_probs
+    big = steer(llama, "abc", [feature_vector(sae, f, 50.0, stats=stats)], watch=(sae, f))
+    assert big.steered_feature_act > big.baseline_feature_act
+    with pytest.raises(FeatureError, match="max_activation"):
+        feature_vector(sae, f, 1.0)
