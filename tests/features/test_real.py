@@ -154,7 +154,7 @@ def test_errors_are_clear(smol_sae):
     with pytest.raises(ValueError, match="width"):
         FeatureSource.from_dictionary(wrong, m)
     bad_hook = ms.dictionaries.create("topk", d_in=576, d_sae=32, k=4, hook_name="blocks.99.resid_post")
-    with pytest.raises(ValueError):
+    with pytest.raises(ms.HookNameError, match="layer 99 is out of range"):
         FeatureSource.from_dictionary(bad_hook, m)
     with pytest.raises(FeatureError, match="out of range"):
         FeatureMonitor(m, smol_sae.sae, {300: 1.0})
