@@ -249,21 +249,28 @@ class StatsAccumulator:
             a = active[..., self.cooc_idx].reshape(-1, len(self.cooc)).float()  # (N, C)
             self.cooc_counts += (a.T @ a).round().long()
 
-        # token windows around each sequence's maximum, for every (sequence, feature)
-        offs = torch.arange(-cfg.context_left, cfg.context_right + 1, device=dev)  # (W,)
-        pos = seq_arg[..., None] + offs  # (B, S, W)
-        valid = (pos >= 0) & (pos < t)
-        pos_c = pos.clamp(0, t - 1)
-        win_tok = tokens.gather(1, pos_c.reshape(b, -1)).reshape(b, s, -1)  # (B, S, W)
-        valid &= mask.gather(1, pos_c.reshape(b, -1)).reshape(b, s, -1)
-        win_tok = win_tok.masked_fill(~valid, -1)
-        win_act = feats.transpose(1, 2).gather(2, pos_c) * valid  # (B, S, W)
+        # Candidates: each sequence's maximum per feature. Only features where some candidate can enter the top-k
+        # (beats the current k-th value) or the reservoir (its random key beats the smallest kept key) are touched.
         cand = seq_max.masked_fill(seq_max <= cfg.min_activation, -float("inf")).T  # (S, B)
-        seq_ids = torch.arange(self.n_sequences, self.n_sequences + b, device=dev).expand(s, b)  # (S, B)
-        new = {"val": cand, "seq": seq_ids, "tok": win_tok.transpose(0, 1), "act": win_act.transpose(0, 1)}
-        self._merge(self.top, new, cand)
         key = torch.rand((s, b), generator=self.gen, device=dev).masked_fill(~torch.isfinite(cand), -float("inf"))
-        self.res_key = self._merge(self.res, new, key, self.res_key)
+        enter_top = (cand > self.top["val"][:, -1:]).any(1)  # top-k slots are sorted, so [:, -1] is the k-th
+        enter_res = (key > self.res_key.min(1, keepdim=True).values).any(1)
+        sub = (enter_top | enter_res).nonzero().squeeze(1)  # (S',)
+        if sub.numel():
+            # token windows around each sequence's maximum, for the (sequence, feature) pairs of those features
+            offs = torch.arange(-cfg.context_left, cfg.context_right + 1, device=dev)  # (W,)
+            pos = seq_arg[:, sub, None] + offs  # (B, S', W)
+            valid = (pos >= 0) & (pos < t)
+            pos_c = pos.clamp(0, t - 1)
+            flat = pos_c.reshape(b, -1)
+            win_tok = tokens.gather(1, flat).reshape(pos.shape)  # (B, S', W)
+            valid &= mask.gather(1, flat).reshape(pos.shape)
+            win_tok = win_tok.masked_fill(~valid, -1)
+            win_act = feats[..., sub].transpose(1, 2).gather(2, pos_c) * valid  # (B, S', W)
+            seq_ids = torch.arange(self.n_sequences, self.n_sequences + b, device=dev).expand(len(sub), b)
+            new = {"val": cand[sub], "seq": seq_ids, "tok": win_tok.transpose(0, 1), "act": win_act.transpose(0, 1)}
+            self._merge(self.top, new, cand[sub], rows=sub)
+            self.res_key[sub] = self._merge(self.res, new, key[sub], self.res_key[sub], rows=sub)
         self.n_sequences += b
 
     def _histogram(self, feats: Tensor, active: Tensor) -> None:
@@ -277,19 +284,24 @@ class StatsAccumulator:
         self.hist += torch.bincount(idx[:, 2] * cfg.hist_bins + bins, minlength=self.hist.numel())
 
     @staticmethod
-    def _merge(slots: dict[str, Tensor], new: dict[str, Tensor], score: Tensor,
-               old_score: Tensor | None = None) -> Tensor:
-        """Keep, per feature, the slots with the highest ``score`` among the old ones and ``new``."""
-        base = slots["val"] if old_score is None else old_score
+    def _merge(slots: dict[str, Tensor], new: dict[str, Tensor], score: Tensor, old_score: Tensor | None = None,
+               rows: Tensor | None = None) -> Tensor:
+        """Keep, for each feature in ``rows``, the slots with the highest ``score`` among its old ones and ``new``
+        (whose rows are already restricted to ``rows``); returns the kept scores, best first."""
+        old = {k: v[rows] for k, v in slots.items()} if rows is not None else slots
+        base = old["val"] if old_score is None else old_score
         n = base.shape[1]
-        allscore = torch.cat([base, score], 1)  # (S, n + B)
-        best, idx = allscore.topk(n, dim=1)  # (S, n)
+        best, idx = torch.cat([base, score], 1).topk(n, dim=1)  # (S', n)
         for key in slots:
-            both = torch.cat([slots[key], new[key]], 1)
+            both = torch.cat([old[key], new[key]], 1)
             if both.ndim == 3:
-                slots[key] = both.gather(1, idx[..., None].expand(-1, -1, both.shape[2]))
+                kept = both.gather(1, idx[..., None].expand(-1, -1, both.shape[2]))
             else:
-                slots[key] = both.gather(1, idx)
+                kept = both.gather(1, idx)
+            if rows is None:
+                slots[key] = kept
+            else:
+                slots[key][rows] = kept
         return best
 
     def finish(self, meta: dict[str, Any] | None = None, decode_token: Any = None) -> FeatureStats:
