@@ -245,14 +245,15 @@ class FeatureDB:
                                f"(valid 0..{self.d_sae - 1})")
         return int(feature)
 
-    def _examples(self, f: int, kind_sql: str) -> list[tuple[str, Example]]:
+    def _examples(self, f: int, kind_pattern: str) -> list[tuple[str, Example]]:
         rows = self.con.execute(
-            f"SELECT kind, activation, position, sequence, tokens, str_tokens, acts FROM examples "
-            f"WHERE feature = ? AND kind {kind_sql} ORDER BY kind, rank", (f,)).fetchall()
+            "SELECT kind, activation, position, sequence, tokens, str_tokens, acts FROM examples "
+            "WHERE feature = ? AND kind LIKE ? ORDER BY kind, rank", (f, kind_pattern)).fetchall()
         return [(k, Example(f, a, json.loads(t), json.loads(ac), p, s, json.loads(st))) for k, a, p, s, t, st, ac in rows]
 
     def examples(self, feature: int, kind: str = "top") -> list[Example]:
-        return [e for _, e in self._examples(self.check(feature), f"= '{'top' if kind == 'top' else kind}'")]
+        """Stored examples of one kind: ``top`` or ``q<i>`` (activation quantile bin i)."""
+        return [e for _, e in self._examples(self.check(feature), kind)]
 
     def card(self, feature: int) -> FeatureCard:
         """All stored information on ``feature``."""
@@ -263,7 +264,7 @@ class FeatureDB:
             raise FeatureError(f"feature {f} has no row in {self.path}")
         freq, n_active, mx, mean, mean_active, hist, expl, scores = row
         quant: list[list[Example]] = [[] for _ in range(sum(1 for _ in self._quantile_kinds(f)))]
-        for kind, ex in self._examples(f, "LIKE 'q%'"):
+        for kind, ex in self._examples(f, "q%"):
             quant[int(kind[1:])].append(ex)
         logits = self.con.execute("SELECT sign, token_id, token, value FROM logit_effects WHERE feature = ? "
                                   "ORDER BY sign DESC, rank", (f,)).fetchall()
