@@ -9,7 +9,7 @@ import sys
 
 # Subcommand modules, each with add_parser(subparsers) that sets ``run`` as the default handler.
 SUBCOMMANDS = ["models_cmd", "cache", "tour"]
-OPTIONAL_SUBCOMMANDS = ["train", "eval", "serve", "features", "steer", "explain", "monitor"]  # present once their issue lands
+OPTIONAL_SUBCOMMANDS = ["train", "eval", "serve", "features", "steer", "explain", "monitor", "attribute", "acdc"]  # present once their issue lands
 
 
 def build_parser() -> argparse.ArgumentParser:
