@@ -125,6 +125,8 @@ class Run:
                 with path.open("a") as fh:
                     fh.write(json.dumps({"step": self.step, "tokens": self.tokens, "dictionary": name, **m}) + "\n")
         first = next(iter(self.last.values()))
+        log.info("step %d/%d, %d tokens: loss %.4g, l0 %.1f, dead %.3f", self.step, self.cfg.loop.steps, self.tokens,
+                 first["loss"], first["l0"], first["dead_fraction"])
         bar.set_postfix(loss=f"{first['loss']:.4g}", l0=f"{first['l0']:.1f}", dead=f"{first['dead_fraction']:.2f}")
 
     def checkpoint(self) -> None:
