@@ -1,12 +1,14 @@
 """From a run folder (or a dictionary folder) to ``features.db`` and dashboards, as ``mechscope features`` does.
 
-A run folder holds one dictionary somewhere below it (a folder with ``cfg.json`` and ``sae_weights.safetensors``);
-``--dictionary`` names it directly. Statistics stream over the corpus (``stdlib``, a path, or ``hf:owner/name``),
+A run folder (as mechscope training writes it: ``run.json`` and one folder per dictionary) holds the dictionary
+(a folder with ``cfg.json`` and ``sae_weights.safetensors``); when it holds several, ``--dictionary`` names one
+(a folder, or its name inside the run). The model defaults to the dictionary's ``model_name``, then ``run.json``. Statistics stream over the corpus (``stdlib``, a path, or ``hf:owner/name``),
 the database is built resumably and atomically, then dashboards are written for the densest live features.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sysconfig
 from collections.abc import Iterator
@@ -29,7 +31,8 @@ class FeaturesConfig:
     run: str | None = None
     """Run folder: features.db and dashboards/ are written here; its dictionary is found below it."""
     dictionary: str | None = None
-    """Dictionary folder (cfg.json + sae_weights.safetensors), if not found in the run folder."""
+    """Dictionary folder (cfg.json + sae_weights.safetensors), or its name inside the run folder when the run
+    holds several."""
     model: str | None = None
     """Model (built-in name, hub id or folder); default: the dictionary's recorded model_name."""
     corpus: str = "stdlib"
@@ -90,10 +93,19 @@ def build_features(cfg: FeaturesConfig, model: Any = None, progress: bool = True
     from .. import dictionaries
     from ..models.loading import load_model
 
-    folder = Path(cfg.dictionary) if cfg.dictionary else find_dictionary(Path(cfg.run))  # type: ignore[arg-type]
+    run = Path(cfg.run) if cfg.run else None
+    if cfg.dictionary:
+        folder = Path(cfg.dictionary)
+        if run is not None and not folder.exists() and (run / cfg.dictionary).exists():
+            folder = run / cfg.dictionary  # a dictionary named inside the run folder
+    else:
+        folder = find_dictionary(run)  # type: ignore[arg-type]
     d = dictionaries.load(folder).eval()
-    out = Path(cfg.run) if cfg.run else folder
-    name = cfg.model or d.model_name
+    out = run if run is not None else folder
+    run_model = None
+    if run is not None and (run / "run.json").exists():  # written by mechscope training
+        run_model = json.loads((run / "run.json").read_text()).get("model")
+    name = cfg.model or d.model_name or run_model
     if model is None:
         if not name:
             raise FeatureError("the dictionary records no model_name: pass --model")
