@@ -34,7 +34,7 @@ def save_checkpoint(folder: str | os.PathLike[str], step: int, tensors: dict[str
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
+    save_file({k: v.detach().cpu().clone() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
     (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1))
     if final.exists():
         shutil.rmtree(final)

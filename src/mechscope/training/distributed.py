@@ -83,3 +83,11 @@ def all_reduce(x: Tensor, info: DistInfo, op: str = "sum") -> Tensor:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def broadcast_parameters(module: torch.nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's parameters to every rank (after a data-dependent edit such as resampling)."""
+    if info.enabled:
+        with torch.no_grad():
+            for p in module.parameters():
+                dist.broadcast(p.data, src=0)

@@ -17,7 +17,7 @@ from .. import dictionaries
 from ..dictionaries import BatchTopKDictionary, Dictionary
 from .config import DEFAULT_COEFFICIENTS, DictionarySpec, TrainConfig
 from .dead import DeadLatentTracker, resample_dead
-from .distributed import DistInfo, all_gather_rows, all_reduce
+from .distributed import DistInfo, all_gather_rows, all_reduce, broadcast_parameters
 from .init import geometric_median_per_source, norm_factor
 from . import sparse_topk
 from .schedules import lr_factor, warmup_factor
@@ -164,6 +164,7 @@ class DictionaryTrainer:
         self.tracker.update(fired, x.shape[0] * self.info.world_size)
         if self.spec.family == "l1" and self.cfg.dead.resample_every and (step + 1) % self.cfg.dead.resample_every == 0:
             resample_dead(d, self.tracker.dead_mask(), x, target, self.optimizer, scale=self.cfg.dead.resample_scale)
+            broadcast_parameters(d, self.info)  # ranks resampled from different rows: keep rank 0's choice
         metrics = {k: float(v.detach()) for k, v in terms.items()}
         metrics.update(loss=float(loss.detach()), lr=self.optimizer.param_groups[0]["lr"],
                        sparsity_coefficient=weights["l1"], dead_fraction=self.tracker.dead_fraction())
