@@ -83,3 +83,36 @@ def test_stdlib_corpus_on_a_fake_root(tmp_path: Path) -> None:
     (tmp_path / "site-packages").mkdir()
     (tmp_path / "site-packages" / "z.py").write_text("x = 1\n")
     assert list(stdlib_corpus(tmp_path)) == ["# comment a\n", '"""doc b"""\n']
+
+
+def test_hf_spec_parsing(monkeypatch) -> None:
+    import mechscope.data.sources as sources
+
+    calls = []
+
+    def fake(path, name=None, *, split="train", field="text", streaming=True):
+        calls.append((path, name, split, field))
+        yield from ["d1", "d2", "d3"]
+
+    monkeypatch.setattr(sources, "hf_dataset", fake)
+    assert list(open_source("hf:owner/name:cfg@validation", field="content", max_docs=2)) == ["d1", "d2"]
+    assert calls == [("owner/name", "cfg", "validation", "content")]
+    list(open_source("hf:owner/plain"))
+    assert calls[-1] == ("owner/plain", None, "train", "text")
+
+
+def test_hf_without_datasets_package_says_what_to_install(monkeypatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_datasets(name, *args, **kwargs):
+        if name == "datasets":
+            raise ImportError("no datasets")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_datasets)
+    from mechscope.data.sources import hf_dataset
+
+    with pytest.raises(DataSourceError, match="pip install datasets"):
+        next(hf_dataset("owner/name"))
