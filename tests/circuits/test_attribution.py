@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import random_clt, random_transcoders
+from .helpers import random_clt, random_transcoders
 from tiny import hooked
 
 from mechscope.circuits import (AttributionConfig, FeatureIntervention, ReplacementModel, attribute,
@@ -27,7 +27,7 @@ def test_replacement_reproduces_real_logits(fam):
         assert state.errors[l].abs().max() > 1e-3
 
 
-def _check_every_edge(model, tcs, T=7, c=2.5, atol=2e-5):
+def _check_every_edge(model, tcs, T=6, c=2.5, atol=2e-5):
     tokens = torch.randint(0, 256, (1, T), generator=torch.Generator().manual_seed(5))
     rm = ReplacementModel(model, tcs)
     graph = attribute(model, tcs, tokens, cfg=AttributionConfig(batch_size=64), replacement=rm)
@@ -65,8 +65,8 @@ def _check_every_edge(model, tcs, T=7, c=2.5, atol=2e-5):
 
 def test_every_edge_predicts_scaling_per_layer_transcoders():
     model = hooked("llama")
-    graph = _check_every_edge(model, random_transcoders(model, skip=True))
-    assert graph.n_features > 50
+    graph = _check_every_edge(model, random_transcoders(model, d_sae=24, skip=True))
+    assert graph.n_features > 30
     # causality: nothing flows from a later position or a later layer
     F = graph.n_features
     lay, pos = graph.features[:, 0], graph.features[:, 1]
@@ -77,12 +77,12 @@ def test_every_edge_predicts_scaling_per_layer_transcoders():
 
 def test_every_edge_predicts_scaling_gpt2_layernorm():
     model = hooked("gpt2")
-    _check_every_edge(model, random_transcoders(model), T=5)
+    _check_every_edge(model, random_transcoders(model, d_sae=24), T=5)
 
 
 def test_every_edge_predicts_scaling_clt():
     model = hooked("llama")
-    _check_every_edge(model, random_clt(model), T=5)
+    _check_every_edge(model, random_clt(model, d_sae=16), T=5)
 
 
 def test_feature_limit_and_batch_size_do_not_change_edges():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from helpers import random_transcoders
+from .helpers import random_transcoders
 from tiny import byte_tokenizer, hf_model
 
 from mechscope.cli.main import main

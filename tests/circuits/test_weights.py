@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import random_transcoders
+from .helpers import random_transcoders
 from tiny import hooked
 
 from mechscope.circuits import AttributionConfig, ReplacementModel, attribute

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runfolder import build_run
+from .runfolder import build_run
 
 
 def pytest_configure(config):
@@ -44,6 +44,7 @@ class LiveServer:
     def __init__(self, app):
         import uvicorn
 
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
@@ -53,6 +54,10 @@ class LiveServer:
             if not self.thread.is_alive():
                 raise RuntimeError("uvicorn did not start")
             self.thread.join(0.05)
+
+    def app_ctx(self):
+        """The app's shared context (config, run registry, model worker)."""
+        return self.app.state.ctx
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
-from helpers import toy_data  # noqa: E402
+from training.helpers import toy_data  # noqa: E402
 
 from mechscope.activations import ActivationStore, StoreConfig  # noqa: E402
 from mechscope.toy import ToyConfig, plot_geometry, recovery  # noqa: E402

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from helpers import sparse_data
+from .helpers import sparse_data
 
 import mechscope as ms
 from mechscope.activations import ActivationStore, StoreConfig

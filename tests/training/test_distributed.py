@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import sparse_data
+from .helpers import sparse_data
 
 import mechscope as ms
 from mechscope.activations import ActivationStore, StoreConfig

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import sparse_data, weights
+from .helpers import sparse_data, weights
 
 from mechscope.activations import ActivationStore, StoreConfig
 from mechscope.training import (DeadLatentConfig, DictionarySpec, LoopConfig, OptimConfig, TrainConfig,
