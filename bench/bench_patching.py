@@ -48,7 +48,9 @@ def naive_sweep(model, ioi, metric) -> torch.Tensor:
 def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     result = fn(*args, **kwargs)
-    return result, time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    print(f"# {getattr(fn, '__name__', 'step')}: {elapsed:.1f} s", file=sys.stderr, flush=True)
+    return result, elapsed
 
 
 def write_results(table: str, command: str) -> None:
