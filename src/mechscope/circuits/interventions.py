@@ -86,20 +86,21 @@ def graph_edits(graph: AttributionGraph, nodes: Sequence[int], mode: Mode = "abl
 @torch.no_grad()
 def replacement_values(rm: ReplacementModel, state: FrozenState, graph: AttributionGraph,
                        edits: Sequence[FeatureIntervention] = (), *, propagate: bool = False,
-                       embed_scale: Tensor | None = None,
-                       error_scale: dict[int, Tensor] | None = None) -> Float[Tensor, "n_nodes"]:
+                       embed_scale: Tensor | None = None, error_scale: dict[int, Tensor] | None = None,
+                       edit: FeatureEdit | None = None, batch: int = 1) -> Float[Tensor, "... n_nodes"]:
     """Values of every target node of ``graph`` after the edits: feature pre-activations and logits minus the mean
-    logit (zeros at error and token nodes)."""
-    run = rm.run(state, edit=as_edit(edits) if edits else None, propagate=propagate, embed_scale=embed_scale,
-                 error_scale=error_scale)
-    vals = torch.zeros(graph.n_nodes)
+    logit (zeros at error and token nodes). ``edit`` / ``batch`` / (batch, pos) scales run several edits at once
+    and return (batch, n_nodes)."""
+    run = rm.run(state, edit=edit or (as_edit(edits) if edits else None), propagate=propagate, batch=batch,
+                 embed_scale=embed_scale, error_scale=error_scale)
+    vals = torch.zeros(batch, graph.n_nodes)
     for l in sorted(set(graph.features[:, 0].tolist())):
-        m = graph.features[:, 0] == l
-        pre = rm.feature_pre_acts(run, l)[0].float()  # (T, S)
-        vals[: graph.n_features][m] = pre[graph.features[m, 1], graph.features[m, 2]]
-    logits = run.logits[0, -1].float()  # type: ignore[index]
-    vals[graph.logit_offset:] = logits[graph.logit_tokens] - logits.mean()
-    return vals
+        m = (graph.features[:, 0] == l).nonzero(as_tuple=True)[0]
+        pre = rm.feature_pre_acts(run, l).float()  # (B, T, S)
+        vals[:, m] = pre[:, graph.features[m, 1], graph.features[m, 2]]
+    logits = run.logits[:, -1].float()  # type: ignore[index]  # (B, V)
+    vals[:, graph.logit_offset:] = logits[:, graph.logit_tokens] - logits.mean(-1, keepdim=True)
+    return vals[0] if batch == 1 else vals
 
 
 @torch.no_grad()

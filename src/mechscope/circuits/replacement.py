@@ -172,8 +172,8 @@ class ReplacementModel:
         ``edit(layer, acts)`` changes the feature activations read at ``layer`` (batch, pos, d_sae) before they are
         decoded. With ``propagate=False`` features keep their frozen values (edits act as direct effects only);
         with ``propagate=True`` each layer's features are re-encoded from the MLP input of this run. ``probes``
-        adds zero leaf tensors (requiring grad) to ``embed`` and every ``mlp_out``. ``embed_scale`` (pos,) scales the
-        token embeddings per position; ``error_scale`` maps a layer to per-position factors (pos,) of its error nodes.
+        adds zero leaf tensors (requiring grad) to ``embed`` and every ``mlp_out``. ``embed_scale`` (pos,) or (batch, pos)
+        scales the token embeddings; ``error_scale`` maps a layer to factors (pos,) or (batch, pos) of its error nodes.
         """
         T, D = state.n_pos, self.model.cfg.d_model
         dtype = state.embed.dtype
@@ -185,7 +185,7 @@ class ReplacementModel:
 
         def embed(act: Tensor, hook: Hook) -> Tensor:
             if embed_scale is not None:
-                act = act * embed_scale.to(act.dtype)[None, :, None]
+                act = act * embed_scale.to(act.dtype)[..., None]  # (T,) or (B, T)
             return act + out.probes["embed"].to(act.dtype) if probes else act
 
         def pattern(act: Tensor, hook: Hook) -> Tensor:
@@ -208,7 +208,7 @@ class ReplacementModel:
                 out.acts[l] = edit(l, a) if edit is not None else a
             err = state.errors[l]
             if error_scale is not None and l in error_scale:
-                err = err * error_scale[l].to(err.dtype)[:, None]
+                err = err * error_scale[l].to(err.dtype)[..., None]  # (T,) or (B, T)
             new = err.to(act.dtype).expand_as(act)
             if self.tc.writes(l):
                 new = new + self.tc.decode(l, out.acts, x).to(act.dtype)
