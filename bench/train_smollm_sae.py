@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+from pathlib import Path
 
 import torch
 
@@ -20,7 +21,7 @@ import mechscope as ms
 from mechscope.activations import ActivationStore, StoreConfig
 from mechscope.data import PackConfig, open_source, pack
 from mechscope.evals import evaluate_run
-from mechscope.training import DictionarySpec, LoopConfig, OptimConfig, TrainConfig, train
+from mechscope.training import DictionarySpec, LoopConfig, OptimConfig, TrainConfig, export_checkpoint, train
 
 
 def main() -> None:
@@ -32,6 +33,8 @@ def main() -> None:
     p.add_argument("--eval-contexts", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="bench/out/smollm_topk")
+    p.add_argument("--from-checkpoint", action="store_true",
+                   help="skip training: export the newest checkpoint of --out (a run stopped early) and evaluate it")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -47,12 +50,18 @@ def main() -> None:
     spec = DictionarySpec("topk", hook=hook, expansion=16, k=32, name="topk")
     meta = {"data": {"source": "stdlib", "pack": vars(pack_cfg), "buffer_rows": store_cfg.buffer_rows}}
     t0 = time.time()
-    result = train(store, spec, cfg, out=args.out, model_name="smollm2-135m", meta=meta)
+    if args.from_checkpoint:
+        export_checkpoint(args.out, model_name="smollm2-135m", meta=meta)
+        run = json.loads((Path(args.out) / "run.json").read_text())
+        tokens, steps = run["tokens"], run["steps"]
+    else:
+        result = train(store, spec, cfg, out=args.out, model_name="smollm2-135m", meta=meta)
+        tokens, steps = result.tokens, result.steps
     train_min = (time.time() - t0) / 60
     t1 = time.time()
     report = evaluate_run(args.out, model=model, n_contexts=args.eval_contexts)
     ev = report.to_json()["dictionaries"]["topk"]
-    print(json.dumps({"tokens": result.tokens, "steps": result.steps, "train_minutes": round(train_min, 2),
+    print(json.dumps({"tokens": tokens, "steps": steps, "train_minutes": round(train_min, 2),
                       "eval_minutes": round((time.time() - t1) / 60, 2), "fvu": ev["fvu"], "l0": ev["l0"],
                       "dead_fraction": ev["dead_fraction"], "ce_recovered": ev["downstream"]["ce_recovered"],
                       "ce_clean": ev["downstream"]["ce_clean"], "ce_spliced": ev["downstream"]["ce_spliced"],

@@ -57,3 +57,23 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path: Path) -> None:
     cfg.loop.steps = 3
     result = train(_store(), SPECS[0], cfg, out=tmp_path / "new", resume=True)
     assert result.steps == 3 and (tmp_path / "new" / "topk" / "cfg.json").is_file()
+
+
+def test_export_checkpoint_of_a_stopped_run(tmp_path: Path) -> None:
+    def kill(step: int, run) -> None:
+        if step == 12:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(_store(), SPECS, _cfg(), out=tmp_path, callbacks=[kill], model_name="toy", meta={"data": {"x": 1}})
+    from mechscope.training import export_checkpoint
+
+    import json
+    import mechscope as ms
+
+    exported = export_checkpoint(tmp_path)
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["steps"] == 10 and run["model"] == "toy" and run["data"] == {"x": 1}
+    assert sorted(exported) == sorted(s.name for s in SPECS)
+    loaded = ms.dictionaries.load(tmp_path / "topk")
+    assert torch.equal(loaded.W_dec, exported["topk"].W_dec)

@@ -136,6 +136,7 @@ class Run:
             for i, tr in enumerate(self.trainers.values()):
                 tensors.update(tr.state_tensors(f"d{i}."))
             state = {"tokens": self.tokens, "widths": self.widths, "names": list(self.trainers),
+                     "model": self.model_name, "meta": self.meta,
                      "specs": [dataclasses.asdict(s) for s in self.specs], "config": dataclasses.asdict(self.cfg)}
             save_checkpoint(self.out / "checkpoints", self.step, tensors, state, keep=self.cfg.loop.keep_checkpoints)
         barrier(self.info)
@@ -202,6 +203,35 @@ def train(store: ActivationStore, specs: DictionarySpec | Sequence[DictionarySpe
     specs = [specs] if isinstance(specs, DictionarySpec) else list(specs)
     run = Run(store, specs, cfg or TrainConfig(), out=out, model_name=model_name, info=info, meta=meta)
     return run.fit(resume=resume, callbacks=callbacks)
+
+
+def export_checkpoint(out: str | os.PathLike[str], checkpoint: str | os.PathLike[str] | None = None, *,
+                      model_name: str | None = None, meta: dict[str, Any] | None = None) -> dict[str, Dictionary]:
+    """Save the dictionaries of a checkpoint (default: the newest in ``out/checkpoints``) into the run folder.
+
+    For a run that was stopped before its end: no data is needed, and ``run.json`` is written as :func:`train`
+    writes it (so ``mechscope eval`` works on the folder).
+    """
+    out = Path(out)
+    ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(out / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint under {out / 'checkpoints'}")
+    tensors, state = load_checkpoint(ckpt)
+    cfg = TrainConfig(**state["config"])
+    specs = [DictionarySpec(**s) for s in state["specs"]]
+    model_name = model_name or state.get("model")
+    torch.manual_seed(cfg.loop.seed)
+    result: dict[str, Dictionary] = {}
+    for i, spec in enumerate(specs):
+        tr = DictionaryTrainer(spec, build_dictionary(spec, state["widths"], model_name), cfg, DistInfo())
+        tr.load_state_tensors(tensors, f"d{i}.")
+        result[spec.folder_name()] = d = tr.export()
+        d.save(out / spec.folder_name())
+    (out / "run.json").write_text(json.dumps({
+        "model": model_name, "hook_points": sorted(state["widths"]), "steps": state["step"], "tokens": state["tokens"],
+        "world_size": 1, "dictionaries": list(result), "specs": state["specs"], "config": state["config"],
+        "checkpoint": ckpt.name, **(meta or state.get("meta") or {})}, indent=1))
+    return result
 
 
 def state_summary(result: TrainResult) -> dict[str, Any]:
