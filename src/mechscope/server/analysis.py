@@ -34,28 +34,41 @@ def _check_tokens(model: Any, text: str, limit: int, what: str = "prompt") -> in
     return n
 
 
-def _steering_hook(d: Any, feature: int, strength: float) -> tuple[str, Callable]:
-    """``(hook_name, fn)`` adding ``strength`` times the feature's decoder direction at the dictionary's hook."""
-    try:  # the features module's own steering, when present
-        from ..features import steering as _steering  # type: ignore[attr-defined]
-        make = getattr(_steering, "steering_hook", None)
-    except ImportError:
-        make = None
-    if make is not None:
-        return make(d, feature, strength)
-    from ..features.logits import decoder_directions
+def _max_activation(db_path: Path | None, feature: int) -> float | None:
+    """The feature's max activation from the run's feature database (sets the steering scale), if there is one."""
+    if db_path is None:
+        return None
+    from . import featurestore
 
-    hook_name = getattr(d.cfg, "hook_name_out", None) or d.cfg.hook_name
-    direction = decoder_directions(d)[feature]  # (D,)
-
-    def add(act: torch.Tensor, hook: Any) -> torch.Tensor:
-        return act + (strength * direction).to(act.dtype)
-
-    return hook_name, add
+    try:
+        value = featurestore.card(featurestore.open_db(db_path), feature).get("max_act")
+    except RunError:
+        return None
+    return float(value) if value else None
 
 
-def steer_job(req: SteerRequest, dict_folder: Path, max_tokens: int) -> Job:
-    """Generate from ``req.prompt`` with and without the feature added (greedy, so the two are comparable)."""
+def _steer(model: Any, d: Any, req: SteerRequest, max_act: float) -> dict:
+    """Both generations and the watched feature, through :func:`mechscope.features.steering.steer`."""
+    try:
+        from ..features.steering import feature_vector, steer
+    except ImportError:  # older installs: the same formula by hand, without the watched activation
+        from ..features.logits import decoder_directions
+
+        hook = getattr(d, "hook_name_out", None) or d.cfg.hook_name
+        vec = decoder_directions(d)[req.feature] * (req.strength * max_act)
+        fn = (lambda act, hook_: act + vec.to(act.dtype))  # noqa: E731
+        return {"hook_name": hook, "baseline": model.generate(req.prompt, req.max_new_tokens),
+                "steered": model.generate(req.prompt, req.max_new_tokens, fwd_hooks=[(hook, fn)])}
+    vector = feature_vector(d, req.feature, req.strength, max_activation=max_act)
+    res = steer(model, req.prompt, [vector], watch=(d, req.feature), max_new_tokens=req.max_new_tokens)
+    return {"hook_name": vector.hook_name, "baseline": res.baseline_text, "steered": res.steered_text,
+            "baseline_feature_act": _num(res.baseline_feature_act),
+            "steered_feature_act": _num(res.steered_feature_act)}
+
+
+def steer_job(req: SteerRequest, dict_folder: Path, db_path: Path | None, max_tokens: int) -> Job:
+    """Generate from ``req.prompt`` with and without ``strength * max_activation * W_dec[feature]`` added at the
+    dictionary's output hook point (greedy, so the two are comparable)."""
     def job(worker: Any) -> dict:
         from .. import dictionaries
 
@@ -69,12 +82,11 @@ def steer_job(req: SteerRequest, dict_folder: Path, max_tokens: int) -> Job:
         if not req.feature < d.cfg.d_sae:
             raise RunError(f"feature {req.feature} is out of range: dictionary {req.dictionary!r} has "
                            f"{d.cfg.d_sae} features (valid 0..{d.cfg.d_sae - 1})")
-        hook_name, fn = _steering_hook(d, req.feature, req.strength)
+        max_act = _max_activation(db_path, req.feature)
         t0 = time.perf_counter()
-        baseline = model.generate(req.prompt, req.max_new_tokens)
-        steered = model.generate(req.prompt, req.max_new_tokens, fwd_hooks=[(hook_name, fn)])
-        return {"prompt": req.prompt, "feature": req.feature, "strength": req.strength, "hook_name": hook_name,
-                "baseline": baseline, "steered": steered, "seconds": round(time.perf_counter() - t0, 3)}
+        out = _steer(model, d, req, max_act or 1.0)
+        return {"prompt": req.prompt, "feature": req.feature, "strength": req.strength,
+                "max_activation": max_act, **out, "seconds": round(time.perf_counter() - t0, 3)}
     return job
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from fastapi import APIRouter, Request
 
 from .analysis import lens_job, patch_job, steer_job
@@ -25,7 +28,16 @@ async def steer(request: Request, body: SteerRequest) -> dict:
     folder = c.registry.resolve(body.run, body.dictionary, kind="dir")
     if not (folder / "cfg.json").is_file():
         raise RunError(f"{body.dictionary!r} in run {body.run!r} is not a dictionary folder (no cfg.json)")
-    return await c.worker.run(steer_job(body, folder, c.config.max_prompt_tokens))
+    return await c.worker.run(steer_job(body, folder, _db_for(c, body.run, body.dictionary, folder),
+                                        c.config.max_prompt_tokens))
+
+
+def _db_for(c: Any, run: str, dictionary: str, folder: Path) -> Path | None:
+    """The run's feature database for this dictionary: one inside its folder, else the only one in the run."""
+    dbs = c.registry.describe(run).feature_dbs
+    inside = [p for p in dbs if dictionary in (".", "") or p.startswith(dictionary.rstrip("/") + "/")]
+    pick = inside[0] if inside else (dbs[0] if len(dbs) == 1 else None)
+    return c.registry.resolve(run, pick) if pick else None
 
 
 @router.post("/lens", response_model=Heatmap, summary="Logit lens of a prompt (layers × positions)")

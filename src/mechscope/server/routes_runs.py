@@ -32,7 +32,8 @@ def ctx(request: Request) -> Any:
 def model_info(c: Any) -> ModelInfo:
     w = c.worker
     cfg = getattr(w._model, "cfg", None) if w.loaded else None
-    return ModelInfo(name=c.config.model, loaded=w.loaded, busy=w.busy_since is not None, error=w.model_error,
+    return ModelInfo(name=c.config.model, loaded=w.loaded, busy=w.busy_since is not None, queued=w.pending,
+                     error=w.model_error,
                      n_layers=getattr(cfg, "n_layers", None), d_model=getattr(cfg, "d_model", None),
                      jobs_done=w.jobs_done)
 

@@ -60,6 +60,7 @@ class ModelInfo(BaseModel):
     name: str
     loaded: bool
     busy: bool
+    queued: int = Field(0, description="model requests waiting or running")
     error: str | None = None
     n_layers: int | None = None
     d_model: int | None = None
@@ -135,7 +136,9 @@ class SteerRequest(Strict):
     run: str = RunName
     dictionary: str = RelPath
     feature: int = Field(ge=0, description="feature index in the dictionary")
-    strength: float = Field(ge=-200, le=200, description="multiple of the feature's decoder direction added")
+    strength: float = Field(ge=-100, le=100, description="added vector = strength × the feature's max activation "
+                                                         "(from the run's feature database; 1 without one) × its "
+                                                         "decoder direction")
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     max_new_tokens: int = Field(16, ge=1, le=MAX_NEW_TOKENS)
 
@@ -144,9 +147,12 @@ class SteerResponse(BaseModel):
     prompt: str
     feature: int
     strength: float
+    max_activation: float | None = Field(None, description="scale used (None: no feature database, scale 1)")
     hook_name: str
     baseline: str
     steered: str
+    baseline_feature_act: float | None = Field(None, description="mean activation of the feature over the prompt")
+    steered_feature_act: float | None = None
     seconds: float
 
 

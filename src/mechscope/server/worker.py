@@ -36,6 +36,8 @@ class ModelWorker:
         self.model_error: str | None = None
         self.busy_since: float | None = None
         self.jobs_done = 0
+        self.pending = 0  # jobs queued or running
+        self._count_lock = threading.Lock()
 
     # -- called on the worker thread ----------------------------------------------------------------------------
     @property
@@ -75,7 +77,9 @@ class ModelWorker:
                 return job(self)
             finally:
                 self.busy_since = None
-                self.jobs_done += 1
+                with self._count_lock:
+                    self.jobs_done += 1
+                    self.pending -= 1
                 self._slots.release()
         return run
 
@@ -83,9 +87,13 @@ class ModelWorker:
         """Queue ``job`` and await its result without blocking the event loop."""
         if not self._slots.acquire(blocking=False):
             raise WorkerBusy("the model is busy with other requests; try again in a moment")
+        with self._count_lock:
+            self.pending += 1
         try:
             fut = self._pool.submit(self._wrap(job))
         except Exception:
+            with self._count_lock:
+                self.pending -= 1
             self._slots.release()
             raise
         return await asyncio.wrap_future(fut)

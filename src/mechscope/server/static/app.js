@@ -8,7 +8,7 @@ async function runs() {
   if (!state.runs) state.runs = await api("/api/runs");
   return state.runs;
 }
-function setView(...children) { view().replaceChildren(...children); }
+function setView(...children) { view().replaceChildren(...children.flat(Infinity)); }
 function runSelect(names, current, onchange) {
   return el("select", {id: "run-select", onchange: (e) => onchange(e.target.value)},
             names.map((n) => el("option", {value: n, selected: n === current}, n)));
@@ -198,7 +198,7 @@ async function viewSteer(run, params) {
     selected: p === params.get("dictionary")}, `${p} (${(detail.dictionaries.find((d) => d.path === p) || {})
       .hook_name || "?"})`)));
   const feature = el("input", {type: "number", id: "steer-feature", min: 0, value: params.get("feature") || 0});
-  const strength = el("input", {type: "number", id: "steer-strength", step: "any", value: params.get("strength") || 8});
+  const strength = el("input", {type: "number", id: "steer-strength", step: "any", value: params.get("strength") || 2});
   const tokens = el("input", {type: "number", id: "steer-tokens", min: 1, max: 64, value: 16});
   const prompt = el("textarea", {id: "steer-prompt"}, params.get("prompt") || "My favourite animal is");
   const out = el("div", {id: "steer-output"});
@@ -213,9 +213,14 @@ async function viewSteer(run, params) {
       out.replaceChildren(el("div", {class: "outputs"},
         el("div", {}, el("h3", {}, "Without steering"),
            el("pre", {id: "steer-baseline"}, el("span", {class: "prompt"}, r.prompt), r.baseline)),
-        el("div", {}, el("h3", {}, `With feature ${r.feature} × ${fmt(r.strength)} at ${r.hook_name}`),
+        el("div", {}, el("h3", {}, `With feature ${r.feature} added at ${r.hook_name}`),
            el("pre", {id: "steer-steered"}, el("span", {class: "prompt"}, r.prompt), r.steered))),
-        el("p", {class: "muted"}, `greedy decoding, ${fmt(r.seconds, 2)} s`));
+        el("p", {class: "muted", id: "steer-note"},
+           `added: ${fmt(r.strength)} × max activation ${r.max_activation === null ? "(no feature database: 1)" :
+             fmt(r.max_activation, 3)} × decoder direction` +
+           (r.baseline_feature_act === null || r.baseline_feature_act === undefined ? "" :
+             ` · feature activation on the prompt ${fmt(r.baseline_feature_act, 3)} → ${fmt(r.steered_feature_act, 3)}`) +
+           ` · greedy decoding, ${fmt(r.seconds, 2)} s`));
     } catch (err) { out.replaceChildren(errorBox(err.message)); }
     button.disabled = false;
   };
@@ -223,7 +228,7 @@ async function viewSteer(run, params) {
     el("form", {class: "card", onsubmit: submit},
       el("div", {class: "inline"}, el("label", {}, "run", runSelect(names, run,
         (r) => { location.hash = `#/steer/${enc(r)}`; })), el("label", {}, "dictionary", dsel),
-        el("label", {}, "feature", feature), el("label", {}, "strength", strength),
+        el("label", {}, "feature", feature), el("label", {title: "multiple of the feature's max activation"}, "strength (× max act)", strength),
         el("label", {}, "new tokens", tokens)),
       el("label", {}, "prompt", prompt), el("p", {}, button)),
     dicts.length ? out : errorBox(`run ${run} has no dictionary folder to steer with`));
