@@ -219,7 +219,8 @@ class FeatureDB:
         self.path = Path(path)
         if not self.path.is_file():
             partial = self.path.with_name(self.path.name + ".partial")
-            hint = f" (an unfinished build is at {partial}; run the build again to resume it)" if partial.exists() else ""
+            hint = (f" (an unfinished build is at {partial}; run the build again to resume it)"
+                    if partial.exists() else "")
             raise FileNotFoundError(f"no feature database at {self.path}{hint}")
         self.con = sqlite3.connect(self.path)
         self.meta = {k: json.loads(v) for k, v in self.con.execute("SELECT key, value FROM meta")}
@@ -249,7 +250,8 @@ class FeatureDB:
         rows = self.con.execute(
             "SELECT kind, activation, position, sequence, tokens, str_tokens, acts FROM examples "
             "WHERE feature = ? AND kind LIKE ? ORDER BY kind, rank", (f, kind_pattern)).fetchall()
-        return [(k, Example(f, a, json.loads(t), json.loads(ac), p, s, json.loads(st))) for k, a, p, s, t, st, ac in rows]
+        return [(k, Example(f, a, json.loads(t), json.loads(ac), p, s, json.loads(st)))
+                for k, a, p, s, t, st, ac in rows]
 
     def examples(self, feature: int, kind: str = "top") -> list[Example]:
         """Stored examples of one kind: ``top`` or ``q<i>`` (activation quantile bin i)."""

@@ -2,7 +2,8 @@
 
 A run folder (as mechscope training writes it: ``run.json`` and one folder per dictionary) holds the dictionary
 (a folder with ``cfg.json`` and ``sae_weights.safetensors``); when it holds several, ``--dictionary`` names one
-(a folder, or its name inside the run). The model defaults to the dictionary's ``model_name``, then ``run.json``. Statistics stream over the corpus (``stdlib``, a path, or ``hf:owner/name``),
+(a folder, or its name inside the run). The model defaults to the dictionary's ``model_name``, then ``run.json``.
+Statistics stream over the corpus (``stdlib``, a path, or ``hf:owner/name``),
 the database is built resumably and atomically, then dashboards are written for the densest live features.
 """
 
