@@ -20,8 +20,9 @@ pytestmark = pytest.mark.real
 @pytest.fixture(scope="module")
 def server():
     """``python -m mechscope.features.llm_server`` on a free 127.0.0.1 port; stopped after the module."""
-    proc = subprocess.Popen([sys.executable, "-m", "mechscope.features.llm_server", "--port", "0",
-                             "--idle-timeout", "300"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    cmd = [sys.executable, "-m", "mechscope.features.llm_server", "--port", "0", "--idle-timeout", "300",
+           "--threads", "1"]  # one thread: far faster than two when other jobs keep the cores busy
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline()  # printed once the server accepts requests
         assert "listening on" in line, f"server did not start (exit code {proc.poll()})"
