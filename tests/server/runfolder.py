@@ -64,7 +64,7 @@ def _feature_db(sae_dir: Path, model, sae) -> list[int]:
     except ImportError:
         write = None
     if write is not None:
-        write(sae_dir / "features.db", dash, features=range(8))
+        write(sae_dir / "features.db", dash)  # every active feature
     if not any(dash.glob("*.html")):
         dash.mkdir(exist_ok=True)
         for f in range(8):
