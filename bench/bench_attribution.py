@@ -90,8 +90,9 @@ def main() -> None:
     if a.worker is not None:
         print(json.dumps(worker(a.worker, a.features, a.batch)))
         return
-    if not (TC_DIR / "config.yaml").is_file():
-        subprocess.run([sys.executable, str(HERE / "fit_circuit_transcoders.py"), "--out", str(TC_DIR)], check=True)
+    if not TC_DIR.is_dir():
+        subprocess.run([sys.executable, str(HERE / "fit_circuit_transcoders.py"), "--out", str(TC_DIR), "--steps", "60",
+                        "--seqs", "24", "--layers", *map(str, range(0, 30, 4))], check=True)
     rows = []
     for n in a.lengths:
         out = subprocess.run([sys.executable, __file__, "--worker", str(n), "--features", str(a.features),

@@ -39,15 +39,15 @@ def stdlib_tokens(model: ms.HookedModel, n_seqs: int, seq_len: int) -> torch.Ten
 
 
 @torch.no_grad()
-def collect(model: ms.HookedModel, tokens: torch.Tensor, batch: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L, N, D) MLP inputs and outputs of every layer."""
-    L = model.cfg.n_layers
-    names = [f"blocks.{l}.{k}" for l in range(L) for k in ("mlp_in", "mlp_out")]
+def collect(model: ms.HookedModel, tokens: torch.Tensor, layers: list[int],
+            batch: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """(len(layers), N, D) MLP inputs and outputs of the given layers."""
+    names = [f"blocks.{l}.{k}" for l in layers for k in ("mlp_in", "mlp_out")]
     xs, ys = [], []
     for i in range(0, len(tokens), batch):
         _, cache = model.run_with_cache(tokens[i:i + batch], names=names)
-        xs.append(torch.stack([cache[f"blocks.{l}.mlp_in"].flatten(0, 1) for l in range(L)]))
-        ys.append(torch.stack([cache[f"blocks.{l}.mlp_out"].flatten(0, 1) for l in range(L)]))
+        xs.append(torch.stack([cache[f"blocks.{l}.mlp_in"].flatten(0, 1) for l in layers]))
+        ys.append(torch.stack([cache[f"blocks.{l}.mlp_out"].flatten(0, 1) for l in layers]))
     return torch.cat(xs, 1), torch.cat(ys, 1)
 
 
@@ -79,19 +79,25 @@ def fit_layer(layer: int, x: torch.Tensor, y: torch.Tensor, d_sae: int, steps: i
 
 
 def fit_all(model: ms.HookedModel, out: Path, *, n_seqs: int = 48, seq_len: int = 128, d_sae: int = 512,
-            steps: int = 150, l1: float = 0.1) -> Path:
+            steps: int = 150, l1: float = 0.1, layers: list[int] | None = None) -> Path:
     t0 = time.time()
+    layers = list(range(model.cfg.n_layers)) if layers is None else layers
     tokens = stdlib_tokens(model, n_seqs, seq_len)
-    x, y = collect(model, tokens)
+    x, y = collect(model, tokens, layers)
     log.info("cached %d tokens x %d layers in %.0f s", x.shape[1], x.shape[0], time.time() - t0)
     tcs, stats = [], []
-    for l in range(model.cfg.n_layers):
-        tc, fvu, l0 = fit_layer(l, x[l], y[l], d_sae, steps, l1)
+    for k, l in enumerate(layers):
+        tc, fvu, l0 = fit_layer(l, x[k], y[k], d_sae, steps, l1)
         tcs.append(tc)
         stats.append((fvu, l0))
         log.info("layer %d: FVU %.3f, L0 %.1f", l, fvu, l0)
-    save_transcoder_set(tcs, out, model_name="smollm2-135m")
-    (out / "fit_stats.txt").write_text("\n".join(f"{l} fvu={f:.4f} l0={z:.1f}" for l, (f, z) in enumerate(stats)))
+    out.mkdir(parents=True, exist_ok=True)
+    if layers == list(range(model.cfg.n_layers)):
+        save_transcoder_set(tcs, out, model_name="smollm2-135m")  # circuit-tracer transcoder set
+    else:  # a subset: one dictionary folder per layer (the other MLPs are all error nodes)
+        for l, tc in zip(layers, tcs):
+            tc.save(out / f"layer_{l:02d}")
+    (out / "fit_stats.txt").write_text("\n".join(f"{l} fvu={f:.4f} l0={z:.1f}" for l, (f, z) in zip(layers, stats)))
     log.info("fitted %d transcoders in %.0f s -> %s", len(tcs), time.time() - t0, out)
     return out
 
@@ -103,10 +109,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--l1", type=float, default=0.1)
     p.add_argument("--seqs", type=int, default=48)
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="fit only these layers")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
-    fit_all(ms.load_model("smollm2-135m"), a.out, n_seqs=a.seqs, d_sae=a.d_sae, steps=a.steps, l1=a.l1)
+    fit_all(ms.load_model("smollm2-135m"), a.out, n_seqs=a.seqs, d_sae=a.d_sae, steps=a.steps, l1=a.l1,
+            layers=a.layers)
 
 
 if __name__ == "__main__":
