@@ -12,6 +12,7 @@ import logging
 import math
 import re
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -105,15 +106,31 @@ def search(db: Any, query: str, limit: int) -> tuple[list[dict], str]:
     return hits, how
 
 
+_cards: OrderedDict[tuple, dict] = OrderedDict()
+_cards_lock = threading.Lock()
+MAX_CACHED_CARDS = 2048
+
+
 def card(db: Any, feature: int) -> dict:
-    """``FeatureDB.card`` as JSON-safe data (non-finite floats become null)."""
+    """``FeatureDB.card`` as JSON-safe data (non-finite floats become null), cached while the file is unchanged."""
     from ..features import FeatureError
 
+    key = (str(db.path), db.path.stat().st_mtime_ns, int(feature))
+    with _cards_lock:
+        hit = _cards.get(key)
+        if hit is not None:
+            _cards.move_to_end(key)
+            return hit
     try:
         c = db.card(feature)
     except FeatureError as e:
         raise RunError(str(e)) from None
-    return clean(dataclasses.asdict(c))
+    data = clean(dataclasses.asdict(c))
+    with _cards_lock:
+        _cards[key] = data
+        while len(_cards) > MAX_CACHED_CARDS:
+            _cards.popitem(last=False)
+    return data
 
 
 def dashboard_for(info: RunInfo, db_path: str, feature: int) -> str | None:

@@ -19,7 +19,7 @@ function renderHeatmap(hm, {diverging = false} = {}) {
       return td;
     })));
   const legend = el("div", {class: "legend"},
-    `${hm.value_name}; colour scale ${diverging ? "−" : "0"}${fmt(diverging ? maxAbs : 0)} … ${fmt(maxAbs)}` +
+    `${hm.value_name}; colour scale ${diverging ? "−" + fmt(maxAbs) : "0"} … ${fmt(maxAbs)}` +
     (diverging ? " (red negative, blue positive)" : " (white → blue)") + ". Hover a cell for its value.");
   return el("div", {class: "card"}, el("h3", {}, hm.title), legend,
             el("div", {class: "heatmap"}, el("table", {class: "hm"}, el("thead", {}, head), el("tbody", {}, rows))));
