@@ -42,7 +42,7 @@ async function main() {
   view.replaceChildren(el("h1", {}, `${spec.info.title} API ${spec.info.version}`),
     el("p", {class: "muted"}, spec.info.description || ""),
     el("p", {}, "Machine-readable contract: ", el("a", {href: "/openapi.json"}, "/openapi.json"),
-       ". Errors answer {\"error\": message} with a 4xx/5xx status."), items);
+       ". Errors answer {\"error\": message} with a 4xx/5xx status."), ...items);
 }
 window.addEventListener("DOMContentLoaded", () => main().catch((e) =>
   document.getElementById("view").replaceChildren(errorBox(e.message))));
