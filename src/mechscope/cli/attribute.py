@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .options import add_dataclass_options, dataclass_from_args
@@ -19,13 +19,13 @@ class AttributeConfig:
     (cfg.json), or a folder of per-layer transcoder folders."""
     out: str = "runs/attribute"
     """Output folder: graph.json (pruned, viewer layout) and graph/ (the full graph, safetensors)."""
-    target_tokens: list[str] | None = None
+    target_tokens: list[str] = field(default_factory=list)
     """Target tokens (each must be one token); default: the top predictions."""
     max_n_logits: int = 10
     """Most logit targets when no target tokens are given."""
     desired_logit_prob: float = 0.95
     """Take top predictions until their probabilities sum to this."""
-    max_feature_nodes: int | None = 1024
+    max_feature_nodes: int = 1024
     """Most feature nodes (chosen by influence); 0 or less means no limit."""
     batch_size: int = 32
     """Targets per backward pass (memory grows with it)."""
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     model = ms.load_model(cfg.model)
     tcs = load_transcoders(cfg.transcoders)
     targets = [model.to_single_token(t) for t in cfg.target_tokens] if cfg.target_tokens else None
-    limit = cfg.max_feature_nodes if cfg.max_feature_nodes and cfg.max_feature_nodes > 0 else None
+    limit = cfg.max_feature_nodes if cfg.max_feature_nodes > 0 else None
     acfg = AttributionConfig(max_n_logits=cfg.max_n_logits, desired_logit_prob=cfg.desired_logit_prob,
                              max_feature_nodes=limit, batch_size=cfg.batch_size)
     graph = attribute(model, tcs, args.prompt, target_tokens=targets, cfg=acfg)
