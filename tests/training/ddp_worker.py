@@ -11,11 +11,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 torch.set_num_threads(1)
 
-from helpers import sparse_data  # noqa: E402
+from helpers import ddp_config, ddp_specs, sparse_data  # noqa: E402
 
 from mechscope.activations import ActivationStore, StoreConfig  # noqa: E402
 from mechscope.training import init_distributed, shutdown, train  # noqa: E402
-from test_distributed import SPECS, config  # noqa: E402
 
 
 def main() -> None:
@@ -25,7 +24,7 @@ def main() -> None:
     store = ActivationStore.from_tensors({"toy": h}, StoreConfig(batch_size=global_batch // info.world_size,
                                                                  buffer_rows=4096, shuffle=False),
                                          rank=info.rank, world_size=info.world_size)
-    train(store, SPECS, config(steps), out=out, info=info)
+    train(store, ddp_specs(), ddp_config(steps), out=out, info=info)
     shutdown()
 
 

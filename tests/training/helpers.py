@@ -28,3 +28,17 @@ def sparse_data(n_rows: int = 8192, n_features: int = 64, d: int = 16) -> torch.
     dirs /= dirs.norm(dim=1, keepdim=True)
     f = torch.rand(n_rows, n_features, generator=g) * (torch.rand(n_rows, n_features, generator=g) > 0.95)
     return f @ dirs  # (N, d)
+
+
+def ddp_specs():
+    """Dictionaries trained by the torchrun test (shared by the test and ddp_worker.py)."""
+    from mechscope.training import DictionarySpec
+
+    return [DictionarySpec("topk", hook="toy", d_sae=64, k=4, name="topk"),
+            DictionarySpec("relu", hook="toy", d_sae=64, name="relu")]
+
+
+def ddp_config(steps: int):
+    from mechscope.training import LoopConfig, OptimConfig, TrainConfig
+
+    return TrainConfig(optim=OptimConfig(lr=3e-3, warmup_steps=5), loop=LoopConfig(steps=steps, log_every=5))

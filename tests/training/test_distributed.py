@@ -8,24 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from .helpers import sparse_data
+from .helpers import ddp_config, ddp_specs, sparse_data
 
 import mechscope as ms
 from mechscope.activations import ActivationStore, StoreConfig
-from mechscope.training import DictionarySpec, LoopConfig, OptimConfig, TrainConfig, train
+from mechscope.training import train
 
-SPECS = [DictionarySpec("topk", hook="toy", d_sae=64, k=4, name="topk"),
-         DictionarySpec("relu", hook="toy", d_sae=64, name="relu")]
-
-
-def config(steps: int) -> TrainConfig:
-    return TrainConfig(optim=OptimConfig(lr=3e-3, warmup_steps=5), loop=LoopConfig(steps=steps, log_every=5))
+SPECS = ddp_specs()
+config = ddp_config
 
 
 def test_torchrun_two_ranks_match_one_process(tmp_path: Path) -> None:
     global_batch, steps = 512, 30
     worker = Path(__file__).with_name("ddp_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
            str(tmp_path / "ddp"), str(global_batch), str(steps)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
