@@ -52,3 +52,13 @@ def test_train_rejects_bad_option(model_dir: Path, tmp_path: Path) -> None:
     argv = ["train", "--model", str(model_dir), "--hook", "blocks.1.resid_post", "--k", "0", "--out",
             str(tmp_path / "r")]
     assert main(argv) == 2
+
+
+def test_train_from_an_activation_cache(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    argv = ["train", "--model", str(model_dir), "--hook", "blocks.1.resid_post", "--arch", "relu", "--expansion", "2",
+            "--source", str(corpus), "--context-size", "16", "--batch-size", "64", "--buffer-rows", "128",
+            "--steps", "4", "--eval-contexts", "0", "--cache", str(tmp_path / "acts"), "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    manifest = json.loads((tmp_path / "acts" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["tokens"] >= 4 * 64
+    assert (tmp_path / "run" / "relu_blocks.1.resid_post" / "cfg.json").is_file()

@@ -114,8 +114,10 @@ def run(args: argparse.Namespace) -> int:
         folder = Path(args.cache) / (f"rank{info.rank}" if info.enabled else "")
         from mechscope.data import rank_slice
 
+        rows = cfg.loop.steps * store_cfg.batch_size + store_cfg.buffer_rows  # what this rank will consume
+        per_context = pack_cfg.context_size - (1 if pack_cfg.prepend_bos else 0)
         harvest_to_disk(model, lambda: rank_slice(contexts(), info.rank, info.world_size), hooks, folder,
-                        cfg=store_cfg, max_contexts=None)
+                        cfg=store_cfg, max_contexts=-(-rows // per_context) + 1)
         store = ActivationStore.from_shards(folder, store_cfg, rank=info.rank)
     else:
         store = ActivationStore.from_model(model, contexts, hooks, store_cfg, rank=info.rank,
