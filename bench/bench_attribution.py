@@ -71,7 +71,8 @@ def faithfulness(features: int, batch: int, k: int) -> dict:
     pr = g.prune()
     res = {"prompt": FACTUAL, "target": g.logit_token_strs[0], "target_prob": float(g.logit_probs[0]),
            "build_seconds": build, "feature_nodes": g.n_features, "pruned_nodes": int(pr.node_mask.sum()),
-           "pruned_edges": int(pr.edge_mask.sum()), "ablated": study.node_ids,
+           "pruned_edges": int(pr.edge_mask.sum()),
+           "pruned_feature_nodes": int(pr.node_mask[: g.n_features].sum()), "ablated": study.node_ids,
            "predicted_direct": study.predicted_direct.tolist(), "predicted_total": study.predicted_total.tolist(),
            "actual_real": study.actual_real.tolist(), "actual_replacement": study.actual_replacement.tolist(),
            "correlations": study.correlations()}
@@ -84,6 +85,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32])
     p.add_argument("--ablate", type=int, default=12, help="top features ablated one at a time")
+    p.add_argument("--reuse-cost", action="store_true", help="keep the cost rows of the last results.json")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -93,8 +95,8 @@ def main() -> None:
     if not TC_DIR.is_dir():
         subprocess.run([sys.executable, str(HERE / "fit_circuit_transcoders.py"), "--out", str(TC_DIR), "--steps", "60",
                         "--seqs", "24", "--layers", *map(str, range(0, 30, 4))], check=True)
-    rows = []
-    for n in a.lengths:
+    rows = json.loads((OUT / "results.json").read_text())["cost"] if a.reuse_cost else []
+    for n in [] if a.reuse_cost else a.lengths:
         out = subprocess.run([sys.executable, __file__, "--worker", str(n), "--features", str(a.features),
                               "--batch", str(a.batch)], check=True, capture_output=True, text=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -186,13 +186,12 @@ class AblationStudy:
 
 def top_feature_nodes(graph: AttributionGraph, k: int, node_threshold: float = 0.8,
                       edge_threshold: float = 0.98) -> list[int]:
-    """The ``k`` most influential feature nodes kept by pruning."""
+    """The ``k`` most influential feature nodes: those kept by pruning first, then (when pruning keeps fewer, as
+    with weak transcoders whose error nodes dominate) the next most influential features."""
     pr = graph.prune(node_threshold, edge_threshold)
-    inf = pr.influence.clone()
-    inf[~pr.node_mask] = -1
-    inf[graph.n_features:] = -1
-    order = inf.argsort(descending=True)[:k]
-    return [int(i) for i in order if inf[i] > 0]
+    inf = pr.influence[: graph.n_features]
+    order = sorted(range(graph.n_features), key=lambda i: (not bool(pr.node_mask[i]), -float(inf[i])))
+    return [i for i in order[:k] if inf[i] > 0]
 
 
 def ablation_study(model: HookedModel, transcoders: object, prompt: object, graph: AttributionGraph, k: int = 10,
