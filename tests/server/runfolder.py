@@ -65,9 +65,9 @@ def _feature_db(sae_dir: Path, model, sae) -> list[int]:
         write = None
     if write is not None:
         write(sae_dir / "features.db", dash)  # every active feature
-    if not any(dash.glob("*.html")):
+    if not dash.is_dir() or not any(dash.glob("*.html")):
         dash.mkdir(exist_ok=True)
-        for f in range(8):
+        for f in range(D_SAE):
             (dash / f"feature_{f}.html").write_text(
                 f"<!doctype html><meta charset=utf-8><title>feature {f}</title>"
                 f"<body style='font-family:sans-serif'><h2>Feature {f} dashboard</h2><p>fixture page</p></body>")
