@@ -105,3 +105,27 @@ def test_database_and_steering_on_a_tiny_model(llama, tmp_path):
     assert big.steered_feature_act > big.baseline_feature_act
     with pytest.raises(FeatureError, match="max_activation"):
         feature_vector(sae, f, 1.0)
+
+
+@pytest.mark.parametrize("arch,kwargs", [("relu", {}), ("transcoder", {"d_out": 32, "activation": "relu"}),
+                                         ("crosscoder", {"n_layers": 3})])
+def test_decoder_directions_are_what_decode_writes_per_unit_activation(arch, kwargs):
+    """Normalisation and feature scale are applied: a direction is decode(e_f) - decode(0) in model space."""
+    from mechscope.features.logits import decoder_directions
+
+    torch.manual_seed(0)
+    d = ms.dictionaries.create(arch, d_in=32, d_sae=16, **kwargs)
+    out_shape = d.output_shape()
+    scale_out = torch.rand(out_shape) + 0.5 if d.cfg.transcoder else None
+    d.set_activation_norm(torch.rand(d.input_shape()) + 0.5, scale_out)
+    d.set_feature_scale(torch.rand(d.latent_shape()) + 0.5)
+    with torch.no_grad():
+        d.b_dec.normal_()
+        eye = torch.eye(16)
+        written = d.decode(eye) - d.decode(torch.zeros(1, 16))  # (16, *out_shape)
+    if arch == "crosscoder":
+        written = written[:, -1, :]
+    dirs = decoder_directions(d)
+    assert dirs.shape == (16, 32)
+    torch.testing.assert_close(dirs, written.float(), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(dirs, d.W_dec.detach().float().reshape(16, -1, 32)[:, -1], atol=1e-2)

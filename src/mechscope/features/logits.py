@@ -52,10 +52,23 @@ def decoder_directions(d: Any) -> Float[Tensor, "d_sae d_model"]:
     """
     from ..dictionaries import Crosscoder, CrossLayerTranscoder
 
+    # Model-space write per unit of feature activation: the feature scale and the output normalisation of
+    # dictionaries trained on normalised activations are applied (decode divides by norm_scale_out).
     w = d.W_dec.detach().float()
-    if isinstance(d, CrossLayerTranscoder):
+    fs = getattr(d, "feature_scale", None)
+    nso = getattr(d, "norm_scale_out", None)
+    if isinstance(d, CrossLayerTranscoder):  # W_dec (L, S, L_out, D)
+        w = w * d.causal_mask[:, None, :, None].to(w)
+        if fs is not None:
+            w = w * fs.detach().float()[:, :, None, None]
+        if nso is not None:
+            w = w / nso.detach().float()[None, None]
         return w.sum(2).reshape(-1, w.shape[-1])  # (L * S, D)
-    if isinstance(d, Crosscoder):
+    if fs is not None:
+        w = w * fs.detach().float().reshape(-1, *[1] * (w.dim() - 1))
+    if nso is not None:
+        w = w / nso.detach().float()
+    if isinstance(d, Crosscoder):  # W_dec (S, L, D)
         return w[:, -1, :]  # (S, D)
     return w  # (S, D)
 
