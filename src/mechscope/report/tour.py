@@ -106,9 +106,10 @@ def step_extract(ctx: TourContext) -> None:
 
 def default_steps() -> list[Callable[[TourContext], None]]:
     """The tour's steps in order (imported here: the step modules import this one)."""
+    from .tour_decompose import step_features, step_train
     from .tour_intervene import step_heads, step_ioi, step_lens
 
-    return [step_model, step_extract, step_lens, step_ioi, step_heads]
+    return [step_model, step_extract, step_lens, step_ioi, step_heads, step_train, step_features]
 
 
 def run_tour(config: TourConfig) -> Path:
