@@ -75,3 +75,28 @@ def test_cache_command_saves_what_the_api_computes(tmp_path, smollm):
     assert saved["attention_mask"].sum(-1).tolist() == [2, 5]
     bad = run_cli("cache", "--prompts", "hi", "--names", "blocks.99.resid_post", "--out", str(tmp_path))
     assert bad.returncode == 2 and "layers 0..29" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_optional_fields_keep_their_type():
+    """``int | None`` and ``list[int] | None`` fields parse as numbers, not strings."""
+    import argparse
+    from dataclasses import dataclass
+
+    from mechscope.cli.options import add_dataclass_options, dataclass_from_args
+
+    @dataclass
+    class Cfg:
+        steps: int | None = None
+        "how many"
+        layers: list[int] | None = None
+        "which"
+        scale: float = 1.0
+        "how much"
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_options(parser, Cfg)
+    cfg = dataclass_from_args(Cfg, parser.parse_args(["--steps", "3", "--layers", "1", "2", "--scale", "0.5"]))
+    assert cfg == Cfg(steps=3, layers=[1, 2], scale=0.5)
+    assert dataclass_from_args(Cfg, parser.parse_args([])) == Cfg()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--steps", "many"])

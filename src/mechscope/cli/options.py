@@ -11,6 +11,7 @@ import ast
 import dataclasses
 import inspect
 import textwrap
+import types
 import typing
 from functools import lru_cache
 from typing import Any
@@ -38,7 +39,7 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def _base_type(tp: Any) -> Any:
     origin = typing.get_origin(tp)
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:  # Optional[X] and X | None
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _base_type(args[0]) if len(args) == 1 else str
     return tp
