@@ -206,18 +206,26 @@ def probe_layers(model: HookedModel, inputs: Inputs, labels: Tensor, *, kind: st
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     labels = torch.as_tensor(labels)
     acts, y, token_ids = token_activations(model, inputs, kind, layers, labels.to(model.cfg.device))
-    y = y.cpu() if cfg.task == "regression" else y.long().cpu()
+    return score_activations(list(acts.cpu()), y, token_ids, [f"L{layer}" for layer in layers], kind, cfg)
+
+
+def score_activations(acts: Sequence[Float[Tensor, "n d"]], y: Tensor, token_ids: Tensor | None,
+                      layer_labels: Sequence[str], hook_kind: str, config: ProbeConfig | None = None) -> ProbeResult:
+    """Fit and score a probe (and its control) on each of ``acts`` (one (n, d) tensor per layer or hook point;
+    widths may differ) against the same ``n`` labels; ``token_ids`` is only needed by ``control="random_token"``."""
+    cfg = config or ProbeConfig()
+    y = y.float().cpu() if cfg.task == "regression" else y.long().cpu()
     if cfg.task == "classification" and len(y.unique()) < 2:
         raise ValueError("the labels hold a single class; a probe needs at least two")
-    ctrl_y = control_labels(y, token_ids.cpu(), cfg)
+    ctrl_y = control_labels(y, None if token_ids is None else token_ids.cpu(), cfg)
     train, test, ctrl = [], [], []
-    for x in acts.cpu():
-        tr, te = evaluate_probe(x, y, cfg)
+    for x in acts:
+        tr, te = evaluate_probe(x.cpu(), y, cfg)
         train.append(tr)
         test.append(te)
         if ctrl_y is not None:
-            ctrl.append(evaluate_probe(x, ctrl_y, cfg)[1])
+            ctrl.append(evaluate_probe(x.cpu(), ctrl_y, cfg)[1])
     baseline = float(y.bincount().max() / len(y)) if cfg.task == "classification" else 0.0
-    return ProbeResult([f"L{layer}" for layer in layers], torch.tensor(train), torch.tensor(test),
+    return ProbeResult(list(layer_labels), torch.tensor(train), torch.tensor(test),
                        torch.tensor(ctrl) if ctrl else None, baseline,
-                       "accuracy" if cfg.task == "classification" else "R²", kind)
+                       "accuracy" if cfg.task == "classification" else "R²", hook_kind)
