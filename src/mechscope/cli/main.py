@@ -8,7 +8,7 @@ import logging
 import sys
 
 # Subcommand modules, each with add_parser(subparsers) that sets ``run`` as the default handler.
-SUBCOMMANDS = ["models_cmd", "cache", "tour", "patch", "lens", "dla"]
+SUBCOMMANDS = ["models_cmd", "cache", "tour", "patch", "lens", "dla", "probe", "heads", "report"]
 OPTIONAL_SUBCOMMANDS = ["train", "eval", "serve", "features", "steer", "explain", "monitor", "attribute", "acdc"]  # present once their issue lands
 
 

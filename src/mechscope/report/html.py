@@ -46,7 +46,11 @@ class Section:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        data = base64.b64encode(buf.getvalue()).decode()
+        return self.image(buf.getvalue(), caption)
+
+    def image(self, png: bytes, caption: str = "") -> "Section":
+        """Inline PNG bytes (e.g. a figure a command already wrote to disk)."""
+        data = base64.b64encode(png).decode()
         self.parts.append(f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
                           f"<figcaption>{esc(caption)}</figcaption></figure>")
         return self
