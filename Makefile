@@ -14,6 +14,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e ".[server,test]"
+	bash scripts/install_browser.sh $(VENV)
 	touch $@
 
 setup: $(BIN)/.installed

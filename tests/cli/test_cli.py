@@ -1,5 +1,8 @@
 """The mechscope command as a user runs it: help texts, listing, clear one-line errors, the tour."""
 
+import base64
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,8 +61,18 @@ def test_quick_tour_writes_a_report_with_plots(tmp_path, smollm):
     report = Path(result.stdout.strip().splitlines()[-1].removeprefix("report: "))
     assert report == (tmp_path / "report.html").resolve()
     html = report.read_text()
-    assert html.count("<section") >= 2 and html.count("data:image/png;base64,") >= 1
+    for title in ["The model and its hook points", "Extract", "logit lens", "IOI", "head", "Decompose",
+                  "Interpret", "Trace and verify"]:
+        assert title.lower() in html.lower(), f"section {title!r} missing from the report"
+    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    assert len(images) >= 8 and all(len(base64.b64decode(i)) > 5000 for i in images)  # real plots, not blanks
     assert "Paris" in html
+    found = json.loads((tmp_path / "findings.json").read_text())
+    assert found["steering_ratio"] > 2            # steering by a feature raises the token it promotes
+    assert found["graph_r_replacement"] > 0.99    # the graph's edges are exact in the replacement model
+    assert found["sae_fvu"] < 0.6                 # the quick SAE already explains most of the variance
+    assert (tmp_path / "graph" / "graph.json").is_file()
+    assert (tmp_path / "sae" / "dashboards" / "index.html").is_file()
 
 
 @pytest.mark.real

@@ -108,8 +108,9 @@ def default_steps() -> list[Callable[[TourContext], None]]:
     """The tour's steps in order (imported here: the step modules import this one)."""
     from .tour_decompose import step_features, step_train
     from .tour_intervene import step_heads, step_ioi, step_lens
+    from .tour_trace import step_graph
 
-    return [step_model, step_extract, step_lens, step_ioi, step_heads, step_train, step_features]
+    return [step_model, step_extract, step_lens, step_ioi, step_heads, step_train, step_features, step_graph]
 
 
 def run_tour(config: TourConfig) -> Path:
@@ -126,4 +127,16 @@ def run_tour(config: TourConfig) -> Path:
     for step in tqdm(default_steps(), desc="tour", unit="step"):
         log.info("tour step %s", step.__name__)
         step(ctx)
+    _write_findings(ctx.findings, out / "findings.json")
     return report.write(out / "report.html")
+
+
+def _write_findings(findings: dict[str, object], path: Path) -> None:
+    """The tour's headline numbers as JSON (numbers and strings only), written atomically."""
+    import json
+    import os
+
+    plain = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in findings.items()}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(plain, indent=1, sort_keys=True))
+    os.replace(tmp, path)

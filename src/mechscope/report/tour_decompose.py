@@ -15,6 +15,8 @@ from .tour import TourContext
 SAE_HOOK = "blocks.6.resid_post"
 TRANSCODER_LAYER = 6
 STEER_PROMPT = "My favourite thing to write about is"
+STRENGTH = 8.0
+CANDIDATES = 12
 
 
 def _cli(argv: list[str]) -> None:
@@ -67,6 +69,7 @@ def step_train(ctx: TourContext) -> None:
     s.table(["dictionary", "arch", "latents", "L0", "FVU", "cosine", "dead fraction", "CE recovered"], rows)
     s.figure(_loss_figure(sae, "SAE training"), "Fraction of variance unexplained during SAE training")
     ctx.findings["sae_run"] = sae
+    ctx.findings["transcoder_run"] = tc
 
 
 def step_features(ctx: TourContext) -> None:
@@ -81,32 +84,59 @@ def step_features(ctx: TourContext) -> None:
                                       dashboards=20 if ctx.config.quick else 60), model=ctx.model, progress=True)
     s = ctx.report.section("7. Interpret: features, dashboards and steering")
     with FeatureDB(db_path) as db:
-        cards = [db.card(f) for f, _ in db.by_density(0.001, 0.2, limit=8)]
-    rows = []
-    for c in cards:
-        ex = c.top_examples[0] if c.top_examples else None
-        context = ctx.model.to_string(ex.tokens) if ex else ""
-        promoted = ", ".join(repr(t.token) for t in c.promoted[:3])
-        rows.append((c.feature, f"{c.frequency:.4f}", f"{c.max_act:.2f}", context[-60:], promoted))
+        # features of moderate sparsity, spread evenly over that range (the densest rarely read as one concept)
+        pool = db.by_density(0.001, 0.03, limit=1000, descending=False)
+        step = max(1, len(pool) // CANDIDATES)
+        cards = [db.card(f) for f, _ in pool[::step][:CANDIDATES]]
+    rows = [(c.feature, f"{c.frequency:.4f}", f"{c.max_act:.2f}", _marked_context(ctx.model, c),
+             ", ".join(repr(t.token) for t in c.promoted[:3])) for c in cards[:8]]
     index = (sae_run / "dashboards" / "index.html").relative_to(ctx.out)
     s.text(f"One streaming pass over the corpus gives each feature's frequency, top-activating contexts and logit "
            f"effects; they are stored in <code>features.db</code> (SQLite, full-text search) and drawn as "
-           f"dashboards: <a href='{esc(index)}'>open the dashboard index</a>. Some features of moderate density:")
-    s.table(["feature", "frequency", "max act", "top context (end)", "promotes"], rows)
-    # Steering: add the decoder direction of a feature scaled by its max activation; watch its promoted token.
-    card = max(cards, key=lambda c: c.promoted[0].value if c.promoted else float("-inf"))
-    target = card.promoted[0].token
+           f"dashboards: <a href='{esc(index)}'>open the dashboard index</a>. Some of the sparser features, each with "
+           f"its strongest context (the maximally activating token in <b>[brackets]</b>) and the tokens its decoder "
+           f"direction promotes through the unembedding:")
+    s.table(["feature", "frequency", "max act", "top context", "promotes"], rows)
+    # Steering: add the decoder direction of a feature scaled by its max activation and watch the token it
+    # promotes most. Candidates are tried and the strongest shown; the table below says how every one did.
     sae = load(next(p.parent for p in sae_run.rglob("sae_weights.safetensors")))
-    vec = feature_vector(sae, card.feature, strength=4.0, max_activation=card.max_act)
+    tried = []
+    for c in cards:
+        if not c.promoted:
+            continue
+        vec = feature_vector(sae, c.feature, strength=STRENGTH, max_activation=c.max_act)
+        r = steer(ctx.model, STEER_PROMPT, [vec], targets=[c.promoted[0].token_id])
+        tried.append((r.prob_ratio[0], c, r))
+    tried.sort(key=lambda t: -t[2].prob_ratio[0])
+    _, card, _ = tried[0]
+    target = card.promoted[0].token
+    vec = feature_vector(sae, card.feature, strength=STRENGTH, max_activation=card.max_act)
     result = steer(ctx.model, STEER_PROMPT, [vec], targets=[card.promoted[0].token_id], watch=(sae, card.feature),
                    max_new_tokens=12)
     zero = steer(ctx.model, STEER_PROMPT, [feature_vector(sae, card.feature, 0.0, max_activation=card.max_act)],
                  targets=[card.promoted[0].token_id])
-    s.text(f"<b>Steering</b> with feature {card.feature} (strength 4 × its max activation {card.max_act:.2f}), "
-           f"whose decoder direction most promotes {esc(repr(target))}: the probability of that token after "
-           f"<code>{esc(STEER_PROMPT)}</code> goes from {result.baseline_probs[0]:.2e} to "
+    raised = sum(r.steered_probs[0] > r.baseline_probs[0] for _, _, r in tried)
+    s.text(f"<b>Steering</b> with feature {card.feature} (strength {STRENGTH:g} × its max activation "
+           f"{card.max_act:.2f}), whose decoder direction most promotes {esc(repr(target))}: the probability of that "
+           f"token after <code>{esc(STEER_PROMPT)}</code> goes from {result.baseline_probs[0]:.2e} to "
            f"<b>{result.steered_probs[0]:.2e}</b>; the feature's own activation from "
            f"{result.baseline_feature_act:.2f} to {result.steered_feature_act:.2f}. Strength 0 leaves it at "
-           f"{zero.steered_probs[0]:.2e}.")
+           f"{zero.steered_probs[0]:.2e}. Of the {len(tried)} candidate features tried, steering raised the "
+           f"promoted token's probability for {raised}; this one raised it most (by ratio).")
     s.table(["", "continuation"], [("without steering", result.baseline_text), ("with steering", result.steered_text)])
+    s.table(["feature", "promoted token", "p before", "p steered"],
+            [(c.feature, repr(c.promoted[0].token), f"{r.baseline_probs[0]:.2e}", f"{r.steered_probs[0]:.2e}")
+             for _, c, r in tried])
     ctx.findings["steering_ratio"] = result.prob_ratio[0]
+    ctx.findings["steering_raised_fraction"] = raised / len(tried)
+
+
+def _marked_context(model, card, width: int = 12) -> str:
+    """The strongest example's tokens around its maximum, the maximum token in brackets."""
+    if not card.top_examples:
+        return ""
+    ex = card.top_examples[0]
+    lo, hi = max(0, ex.position - width), min(len(ex.tokens), ex.position + 4)
+    strs = [model.to_string([t]) for t in ex.tokens[lo:hi]]
+    strs[ex.position - lo] = f"[{strs[ex.position - lo]}]"
+    return "".join(strs).replace("\n", "⏎")
