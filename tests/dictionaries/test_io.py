@@ -155,6 +155,54 @@ def test_loads_sae_lens_folder_with_sae_lens_semantics(tmp_path):
     assert d.architecture == "topk" and d.options.k == 3
 
 
+def _sae_lens_topk(x, t, k, rescale):
+    """SAELens 6.54 TopKSAE.encode / decode, written out (sae_lens/saes/topk_sae.py)."""
+    pre = (x - t["b_dec"]) @ t["W_enc"] + t["b_enc"]
+    n = t["W_dec"].norm(dim=-1)
+    if rescale:
+        pre = pre * n
+    values, indices = pre.topk(k, dim=-1, sorted=False)
+    acts = torch.zeros_like(pre).scatter(-1, indices, values.relu())
+    return acts, (acts / n if rescale else acts) @ t["W_dec"] + t["b_dec"]
+
+
+@pytest.mark.parametrize("unit_decoder", [False, True])
+def test_sae_lens_topk_with_rescale_acts_by_decoder_norm(tmp_path, unit_decoder):
+    """SAELens' TopK training writes ``rescale_acts_by_decoder_norm: true`` by default (``save_inference_model``
+    folds the norms into the weights but keeps the flag); such files used to be refused. They load with SAELens'
+    semantics: pre-activations times the decoder norms before the top-k, activations divided by them to decode."""
+    t = _sae_lens_folder(tmp_path / "tk", arch="topk", k=3, rescale_acts_by_decoder_norm=True)
+    cfg = json.loads((tmp_path / "tk" / "cfg.json").read_text())
+    if unit_decoder:  # exactly what SAELens 6.54.12 TopKTrainingSAE.save_inference_model writes
+        t["W_dec"] = t["W_dec"] / t["W_dec"].norm(dim=-1, keepdim=True)
+        save_file(t, str(tmp_path / "tk" / "sae_weights.safetensors"))
+        cfg["metadata"].update(sae_lens_version="6.54.12", sae_lens_training_version="6.54.12",
+                               training_architecture="topk",
+                               training_architecture_details={"decoder_init_norm": 0.1, "use_sparse_activations": False,
+                                                              "aux_loss_coefficient": 1.0})
+        (tmp_path / "tk" / "cfg.json").write_text(json.dumps(cfg))
+    assert cfg["architecture"] == "topk" and cfg["rescale_acts_by_decoder_norm"] is True
+    d = D.load(tmp_path / "tk")
+    assert d.architecture == "topk" and d.options.k == 3
+    x = torch.randn(16, 6)
+    acts, recon = _sae_lens_topk(x, t, 3, rescale=True)
+    assert torch.allclose(d.encode(x), acts, atol=1e-5)
+    assert torch.allclose(d(x).reconstruction, recon, atol=1e-5)
+    if not unit_decoder:  # the flag matters: reading the weights as a plain TopK would give other numbers
+        assert not torch.allclose(_sae_lens_topk(x, t, 3, rescale=False)[1], recon, atol=1e-3)
+    # saved again by mechscope: a plain TopK file (flag False, norms folded) computing the same function
+    d.save(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "cfg.json").read_text())
+    assert again["rescale_acts_by_decoder_norm"] is False
+    assert torch.allclose(D.load(tmp_path / "again")(x).reconstruction, recon, atol=1e-5)
+
+
+def test_rescale_acts_by_decoder_norm_refused_outside_topk(tmp_path):
+    _sae_lens_folder(tmp_path / "jr", arch="jumprelu", rescale_acts_by_decoder_norm=True)
+    with pytest.raises(D.DictionaryFormatError, match="rescale_acts_by_decoder_norm=True on a 'jumprelu' file"):
+        D.load(tmp_path / "jr")
+
+
 def test_loads_old_flat_sae_lens_config(tmp_path):
     t = _sae_lens_folder(tmp_path / "old")
     cfg = json.loads((tmp_path / "old" / "cfg.json").read_text())

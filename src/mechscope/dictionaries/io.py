@@ -7,9 +7,15 @@ spelling, ``sae_lens_version`` ...). Everything mechscope needs beyond that live
 which SAELens ignores: the registry architecture, the full config with canonical hook names, the options and the
 list of extra tensors (``norm_scale_in``, ``norm_scale_out``, ``feature_scale``).
 
-A dictionary with extra tensors is not loadable by SAELens as-is (SAELens rejects unknown keys); call
+A dictionary with extra tensors is not loadable by SAELens as-is: SAELens (checked against 6.54) refuses the folder
+loudly (``Unexpected key(s) in state_dict: "feature_scale", "norm_scale_in", ...``); it never reads it wrongly. The
+default keeps the buffers so that mechscope round trips stay bit-exact (bfloat16 files included); call
 ``fold_activation_norm()`` / ``fold_feature_scale()`` first, or ``save(..., fold=True)``, for a plain file that
-computes the same function.
+computes the same function (within float rounding) and that SAELens reads. ``bench/interop_saelens.py`` checks both
+directions against a real SAELens install.
+
+Reading SAELens files follows SAELens' semantics, including TopK files with ``rescale_acts_by_decoder_norm: true``
+(what SAELens' TopK training writes by default): the decoder-norm rescaling is folded into the weights on load.
 
 Saving is atomic: files are written and fsynced in a temporary sibling folder which is then renamed into place.
 Loading validates everything (architecture, keys, shapes, dtypes, finiteness) before a dictionary is returned.
@@ -159,6 +165,10 @@ def save(d: Dictionary, folder: str | os.PathLike[str], *, fold: bool = False) -
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CFG_FILE).write_text(json.dumps(config_dict(d), indent=2))
     logger.info("saved %s dictionary to %s", d.architecture, folder)
+    extras = [name for name in EXTRAS if getattr(d, name) is not None]
+    if extras:
+        logger.info("%s holds mechscope-only tensors %s: SAELens refuses it; save(..., fold=True) writes a copy "
+                    "SAELens reads", folder, ", ".join(extras))
     return folder
 
 
@@ -254,8 +264,11 @@ def _parse_sae_lens(cfg: dict[str, Any], where: str) -> tuple[type[Dictionary], 
             f"{where}: normalize_activations={norm!r} is applied outside the file by SAELens; fold the scaling "
             "factor into the weights (SAELens fold_activation_norm_scaling_factor) and save again"
         )
-    if cfg.get("rescale_acts_by_decoder_norm"):
-        raise DictionaryFormatError(f"{where}: rescale_acts_by_decoder_norm=True is not supported; fold W_dec norms")
+    if cfg.get("rescale_acts_by_decoder_norm") and arch != "topk":  # SAELens reads it for TopK only
+        raise DictionaryFormatError(
+            f"{where}: rescale_acts_by_decoder_norm=True on a {arch!r} file: SAELens reads this field for topk only; "
+            "remove it, or fold the decoder norms into the weights"
+        )
     if cfg.get("finetuning_scaling_factor"):
         raise DictionaryFormatError(f"{where}: finetuning_scaling_factor is not supported")
     for key in ("d_in", "d_sae"):
@@ -282,16 +295,37 @@ def _parse_sae_lens(cfg: dict[str, Any], where: str) -> tuple[type[Dictionary], 
     return cls, DictionaryConfig(**values), cls.Options(**options), ()
 
 
+def fold_decoder_norms(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Weights of a SAELens TopK file with ``rescale_acts_by_decoder_norm=True`` as a plain TopK dictionary.
+
+    SAELens multiplies such a file's pre-activations by the decoder row norms ``n`` before the top-k and divides the
+    activations by ``n`` before decoding. ``W_enc * n``, ``b_enc * n`` and ``W_dec / n`` compute the same latents
+    and reconstruction with the rescaling folded in (what SAELens' ``save_inference_model`` does to the weights of
+    a TopK training SAE, whose cfg.json still says ``rescale_acts_by_decoder_norm: true``: its decoder rows then
+    have unit norm and the fold changes nothing but rounding).
+    """
+    out = dict(tensors)
+    w_dec = tensors["W_dec"].float()
+    n = w_dec.norm(dim=-1).clamp_min(1e-8)  # (S,)
+    out["W_enc"] = (tensors["W_enc"].float() * n).to(tensors["W_enc"].dtype)
+    out["b_enc"] = (tensors["b_enc"].float() * n).to(tensors["b_enc"].dtype)
+    out["W_dec"] = (w_dec / n.unsqueeze(-1)).to(tensors["W_dec"].dtype)
+    return out
+
+
 def load_folder(folder: Path) -> Dictionary:
     """Load a mechscope / SAELens folder (``cfg.json`` + ``sae_weights.safetensors``), fully validated."""
     cfg_path = folder / CFG_FILE
     if not cfg_path.is_file():
         raise DictionaryNotFoundError(f"{folder} has no {CFG_FILE}")
-    cls, dcfg, options, extras = parse_config(read_json(cfg_path), str(cfg_path))
+    raw = read_json(cfg_path)
+    cls, dcfg, options, extras = parse_config(raw, str(cfg_path))
     tensors = read_safetensors(folder / WEIGHTS_FILE)
     model = cls(dcfg, options)
     validate_tensors(tensors, model.expected_saved_shapes(extras), where=str(folder / WEIGHTS_FILE),
                      description=f"{model.architecture} dictionary with {cfg_path.name}'s widths")
+    if not isinstance(raw.get("mechscope"), dict) and raw.get("rescale_acts_by_decoder_norm"):
+        tensors = fold_decoder_norms(tensors)
     model.load_saved_tensors(tensors)
     return model.eval()
 
