@@ -31,7 +31,8 @@ def test_torchrun_two_ranks_match_one_process(tmp_path: Path) -> None:
     store = ActivationStore.from_tensors({"toy": h}, StoreConfig(batch_size=global_batch, buffer_rows=4096,
                                                                  shuffle=False))
     single = train(store, SPECS, config(steps), out=tmp_path / "single")
-    for name, d in single.dictionaries.items():
+    for name in single.dictionaries:
+        d = ms.dictionaries.load(tmp_path / "single" / name)  # both as saved (normalisation folded in)
         ddp = ms.dictionaries.load(tmp_path / "ddp" / name)
         for key in ("W_enc", "W_dec", "b_enc", "b_dec"):
             a, b = getattr(d, key).detach(), getattr(ddp, key).detach()

@@ -76,4 +76,26 @@ def test_export_checkpoint_of_a_stopped_run(tmp_path: Path) -> None:
     assert run["steps"] == 10 and run["model"] == "toy" and run["data"] == {"x": 1}
     assert sorted(exported) == sorted(s.name for s in SPECS)
     loaded = ms.dictionaries.load(tmp_path / "topk")
-    assert torch.equal(loaded.W_dec, exported["topk"].W_dec)
+    x = sparse_data()[:64]
+    torch.testing.assert_close(loaded(x).reconstruction, exported["topk"](x).reconstruction, rtol=1e-4, atol=1e-5)
+
+
+def test_saved_dictionaries_are_plain_saelens_files_computing_the_same_function(tmp_path: Path) -> None:
+    """Training normalises activations; the saved files fold that in, so SAELens reads them without extras."""
+    import json
+
+    import mechscope as ms
+    from safetensors.torch import load_file
+
+    cfg = _cfg()
+    cfg.loop.steps = 5
+    result = train(_store(), SPECS, cfg, out=tmp_path)
+    x = sparse_data()[:128]
+    for name, trained in result.dictionaries.items():
+        assert trained.norm_scale_in is not None  # the in-memory result keeps the normalisation buffers
+        keys = set(load_file(str(tmp_path / name / "sae_weights.safetensors")))
+        assert not keys & {"norm_scale_in", "norm_scale_out", "feature_scale"}, (name, keys)
+        assert json.loads((tmp_path / name / "cfg.json").read_text())["normalize_activations"] == "none"
+        loaded = ms.dictionaries.load(tmp_path / name)
+        torch.testing.assert_close(loaded.encode(x), trained.encode(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(loaded(x).reconstruction, trained(x).reconstruction, rtol=1e-4, atol=1e-4)

@@ -146,7 +146,7 @@ class Run:
         result = {name: tr.export() for name, tr in self.trainers.items()}
         if self.out and self.info.is_main:
             for name, d in result.items():
-                d.save(self.out / name)
+                d.save(self.out / name, fold=True)  # a plain SAELens file computing the same function
             (self.out / "run.json").write_text(json.dumps({
                 "model": self.model_name, "hook_points": self.store.hook_names, "steps": self.step,
                 "tokens": self.tokens, "world_size": self.info.world_size, "dictionaries": list(result),
@@ -226,7 +226,7 @@ def export_checkpoint(out: str | os.PathLike[str], checkpoint: str | os.PathLike
         tr = DictionaryTrainer(spec, build_dictionary(spec, state["widths"], model_name), cfg, DistInfo())
         tr.load_state_tensors(tensors, f"d{i}.")
         result[spec.folder_name()] = d = tr.export()
-        d.save(out / spec.folder_name())
+        d.save(out / spec.folder_name(), fold=True)
     (out / "run.json").write_text(json.dumps({
         "model": model_name, "hook_points": sorted(state["widths"]), "steps": state["step"], "tokens": state["tokens"],
         "world_size": 1, "dictionaries": list(result), "specs": state["specs"], "config": state["config"],
