@@ -52,7 +52,10 @@ class AttributionConfig:
     batch_size: int = 32
     """Targets per backward pass (the prompt is replayed this many times; memory grows with it)."""
     drop_bos_features: bool = True
-    """Leave out features at position 0 when the prompt starts with the tokenizer's BOS (they carry no signal)."""
+    """Leave out features at position 0 when the prompt starts with the tokenizer's BOS (they carry no signal).
+    Their decoded output stays in the frozen replacement model as a constant; the position-0 error nodes keep their
+    usual value (MLP output minus the full reconstruction). circuit-tracer zeroes those error nodes as well, so its
+    position-0 error columns are 0 where mechscope's are not; every other edge agrees (bench/RESULTS.md)."""
 
     def __post_init__(self) -> None:
         if self.max_n_logits < 1 or self.batch_size < 1:
