@@ -34,6 +34,11 @@ def step_graph(ctx: TourContext) -> None:
     from .tour_decompose import TRANSCODER_LAYER
 
     tc_run: Path = ctx.findings["transcoder_run"]  # type: ignore[assignment]
+    if not (tc_run / "features.db").is_file():  # cards for the graph's nodes in the web UI
+        from ..features.pipeline import FeaturesConfig, build_features
+
+        build_features(FeaturesConfig(run=str(tc_run), max_tokens=4000 if ctx.config.quick else 20000,
+                                      dashboards=10 if ctx.config.quick else 40), model=ctx.model, progress=True)
     tcs = load_transcoders(str(next(p.parent for p in tc_run.rglob("sae_weights.safetensors"))))
     model = ctx.model
     graph = attribute(model, tcs, GRAPH_PROMPT, cfg=AttributionConfig(max_feature_nodes=256 if ctx.config.quick
@@ -69,7 +74,8 @@ def step_graph(ctx: TourContext) -> None:
            f"an exact linear effect. MLPs without a transcoder (and the transcoder's own error) are error nodes. "
            f"{graph.n_features} active features were attributed; pruning keeps {int(pr.node_mask.sum())} nodes and "
            f"{int(pr.edge_mask.sum())} edges. The interactive viewer opens <code>graph/graph.json</code> "
-           f"(<code>mechscope serve --runs {esc(ctx.out)}</code>).")
+           f"(<code>mechscope serve --runs {esc(ctx.out)}</code>; clicking a feature node shows its card from the "
+           f"transcoder's own feature database).")
     s.figure(graph_figure(graph), "The pruned graph: x is the token position, y the layer; edge width is |weight|")
     s.figure(scatter_figure(study.predicted_total, study.actual_real, xlabel="predicted change (graph)",
                             ylabel="measured change (real model)",

@@ -143,17 +143,22 @@ def dashboard_for(info: RunInfo, db_path: str, feature: int) -> str | None:
 
 
 def db_for_layer(registry: Any, run: str, info: RunInfo, layer: int) -> str | None:
-    """The feature database of the run whose hook point is at ``layer`` (for graph nodes)."""
+    """The feature database for graph nodes at ``layer``: a transcoder's (it reads ``blocks.L.mlp_in``, as every
+    graph feature does) first; another dictionary at that layer only when the run has no transcoder database
+    there (the card then describes that dictionary's feature of the same index)."""
+    fallback = None
     for rel in info.feature_dbs:
         try:
             db = open_db(registry.resolve(run, rel))
         except RunError:
             continue
         hooks = db.meta.get("hook_names") or []
-        hooks = [hooks] if isinstance(hooks, str) else hooks
-        if any(re.match(rf"^blocks\.{layer}\.", str(h)) for h in hooks):
+        hooks = [str(h) for h in ([hooks] if isinstance(hooks, str) else hooks)]
+        if any(re.match(rf"^blocks\.{layer}\.(hook_)?mlp_in$", h) for h in hooks):
             return rel
-    return None
+        if fallback is None and any(re.match(rf"^blocks\.{layer}\.", h) for h in hooks):
+            fallback = rel
+    return fallback
 
 
 def finite(x: Any) -> Any:
