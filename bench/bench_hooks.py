@@ -101,8 +101,24 @@ def main() -> None:
           f"median of {args.rounds} interleaved rounds\n")
     print("| configuration | tokens/s | speed vs HF forward | peak memory (MB) | memory vs HF forward |")
     print("|---|---|---|---|---|")
-    for name, tps, mem in rows + peer_rows:
+    for name, tps, mem in rows:
         print(f"| {name} | {tps:,.0f} | {tps / hf_tps:.2f}x | {mem:,.0f} | {mem / hf_mem:.2f}x |")
+    if peer_rows:
+        # The peer runs in its own process at another time: its rows are divided by the plain HF forward timed
+        # interleaved with them in that process, and compared with ours through those ratios.
+        (_, peer_hf_tps, peer_hf_mem), *peer = peer_rows
+        print(f"\n{peer_rows[0][0]}: {peer_hf_tps:,.0f} tokens/s, {peer_hf_mem:,.0f} MB (the peer's baseline)\n")
+        print("| configuration | peer tokens/s | peer speed vs its HF forward | mechscope speed vs HF forward "
+              "| mechscope / peer | peer memory vs its HF forward |")
+        print("|---|---|---|---|---|---|")
+        ours = {name.split(" (")[0]: tps / hf_tps for name, tps, _ in rows}
+        ours["forward"] = 1.0
+        for name, tps, mem in peer:
+            key = name.split(": ", 1)[1].split(" (")[0]
+            r = tps / peer_hf_tps
+            mine = ours.get(key)
+            both = f"{mine:.2f}x | {mine / r:.2f}x" if mine is not None else "- | -"
+            print(f"| {name} | {tps:,.0f} | {r:.2f}x | {both} | {mem / peer_hf_mem:.2f}x |")
 
 
 def run_peer(args) -> list[tuple[str, float, float]]:

@@ -95,10 +95,23 @@ def batch_ids(model, batch: int, seq: int) -> torch.Tensor:
     return torch.randint(100, model.cfg.d_vocab - 100, (batch, seq))
 
 
-def configs(model, ids: torch.Tensor):
+HF_BASELINE = "plain HF forward (same process)"
+
+
+def load_hf(model_dir: str):
+    """HF's own model with its default attention, the baseline the peer's rows are divided by (timed interleaved
+    with them, so a load change on the machine hits both alike)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+
+def configs(model, ids: torch.Tensor, hf=None):
     n = model.cfg.n_layers
     resid = lambda name: name.endswith("hook_resid_post")  # noqa: E731
+    base = {HF_BASELINE: lambda: hf(input_ids=ids, use_cache=False)} if hf is not None else {}
     return {
+        **base,
         "forward (no cache)": lambda: model(ids),
         f"run_with_cache: all {n} resid_post": lambda: model.run_with_cache(ids, names_filter=resid),
         "run_with_cache: every hook point": lambda: model.run_with_cache(ids),
@@ -115,8 +128,14 @@ def rss_kb(field: str) -> int:
 
 
 def peak_child(model_dir: str, name: str, batch: int, seq: int) -> None:
-    model = load(model_dir)
-    fn = configs(model, batch_ids(model, batch, seq))[name]
+    if name == HF_BASELINE:
+        hf = load_hf(model_dir)
+        torch.manual_seed(0)
+        ids = torch.randint(100, hf.config.vocab_size - 100, (batch, seq))
+        fn = lambda: hf(input_ids=ids, use_cache=False)  # noqa: E731
+    else:
+        model = load(model_dir)
+        fn = configs(model, batch_ids(model, batch, seq))[name]
     with torch.inference_mode():
         fn()  # allocator warm-up, then measure growth above the settled baseline
         base = rss_kb("VmRSS")
@@ -157,7 +176,8 @@ def main() -> None:
         return peak_child(args.model_dir, args.peak, args.batch, args.seq)
 
     model = load(args.model_dir)
-    fns = configs(model, batch_ids(model, args.batch, args.seq))
+    hf = load_hf(args.model_dir)
+    fns = configs(model, batch_ids(model, args.batch, args.seq), hf)
     times: dict[str, list[float]] = {k: [] for k in fns}
     with torch.inference_mode():
         for fn in fns.values():
@@ -177,7 +197,7 @@ def main() -> None:
         print(f"logits parity vs HF: {result['parity']}", file=sys.stderr)
         if max(v for k, v in result["parity"].items() if k.startswith("max_abs")) > 1e-2:
             raise SystemExit(f"TransformerLens does not compute what HF computes: {result['parity']}")
-    del model, fns
+    del model, hf, fns
 
     n_tokens = args.batch * args.seq
     rows = {}
