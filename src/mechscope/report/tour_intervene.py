@@ -82,10 +82,16 @@ def step_ioi(ctx: TourContext) -> None:
            "half of the model): " + ", ".join(f"{esc(name)} ({v:.2f})" for v, name in top) + ".")
     s.figure(heads.plot(normalized=True), "Head patching at the final position (normalised)")
     check = attribution_check(m, ioi.clean, ioi.corrupted, metric, kind="resid_pre", layers=layers)
-    s.text(f"<b>Attribution patching</b> estimates the whole sweep from two forward passes and one backward pass; "
-           f"its correlation with the real patching sweep above is <b>{check.correlation:.2f}</b>.")
+    check_attn = attribution_check(m, ioi.clean, ioi.corrupted, metric, kind="attn_out", layers=layers)
+    s.text(f"<b>Attribution patching</b> estimates a whole sweep from two forward passes and one backward pass. "
+           f"Against the real patching sweeps, its correlation is <b>{check_attn.correlation:.2f}</b> for the "
+           f"attention outputs (layers × positions) but only {check.correlation:.2f} for the residual stream: "
+           f"patching the residual at a name's position swaps the name itself, a change far too large for the "
+           f"first-order (gradient) estimate, which is why the residual map below is right about where but not "
+           f"about how much.")
     s.figure(check.attribution.plot(), "Attribution-patching estimate of the residual sweep (metric change)")
     ctx.findings.update(ioi_logit_diff=clean_ld, attribution_correlation=check.correlation,
+                        attribution_correlation_attn_out=check_attn.correlation,
                         ioi_top_heads=[name for _, name in top])
 
 
