@@ -70,6 +70,8 @@ def test_quick_tour_writes_a_report_with_plots(tmp_path, smollm):
     found = json.loads((tmp_path / "findings.json").read_text())
     assert found["steering_ratio"] > 2            # steering by a feature raises the token it promotes
     assert found["graph_r_replacement"] > 0.99    # the graph's edges are exact in the replacement model
+    # ablating the graph's top features moves the target more than as many random active features do
+    assert abs(found["graph_top_change"]) > abs(found["graph_random_change"])
     assert found["sae_fvu"] < 0.6                 # the quick SAE already explains most of the variance
     assert (tmp_path / "graph" / "graph.json").is_file()
     assert (tmp_path / "sae" / "dashboards" / "index.html").is_file()

@@ -80,8 +80,8 @@ def step_features(ctx: TourContext) -> None:
     sae_run: Path = ctx.findings["sae_run"]  # type: ignore[assignment]
     db_path = sae_run / "features.db"
     if not db_path.is_file():
-        build_features(FeaturesConfig(run=str(sae_run), max_tokens=4000 if ctx.config.quick else 40000,
-                                      dashboards=20 if ctx.config.quick else 60), model=ctx.model, progress=True)
+        build_features(FeaturesConfig(run=str(sae_run), max_tokens=4000 if ctx.config.quick else 20000,
+                                      dashboards=20 if ctx.config.quick else 30), model=ctx.model, progress=True)
     s = ctx.report.section("7. Interpret: features, dashboards and steering")
     with FeatureDB(db_path) as db:
         # features of moderate sparsity, spread evenly over that range (the densest rarely read as one concept)

@@ -51,13 +51,13 @@ def step_ioi(ctx: TourContext) -> None:
     from ..interventions import attribution_check, patch_sweep
 
     m = ctx.model
-    n = 2 if ctx.config.quick else 8
+    n = 2 if ctx.config.quick else 4
     ioi = ioi_prompts(m, n=n)
     metric = ioi.metric()
     with torch.no_grad():
         clean_ld = metric(m(ioi.clean)).mean().item()
         corrupt_ld = metric(m(ioi.corrupted)).mean().item()
-    layers = list(range(0, m.cfg.n_layers, 3 if ctx.config.quick else 1))
+    layers = list(range(0, m.cfg.n_layers, 3 if ctx.config.quick else 2))
     sweep = patch_sweep(m, ioi.clean, ioi.corrupted, metric, kind="resid_pre", axis="pos", layers=layers)
     s = ctx.report.section("4. Indirect object identification: activation and attribution patching")
     s.text(f"IOI prompts such as <code>{esc(ioi.clean[0])}</code> should be completed with the indirect object. "
