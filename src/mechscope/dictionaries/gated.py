@@ -73,4 +73,4 @@ class GatedDictionary(Dictionary):
         if self.norm_scale_out is not None:
             via_gate = via_gate / self.norm_scale_out
         aux = (via_gate - target).pow(2).sum(-1).mean()
-        return {"l1": l1_penalty(gate_act, norms), "aux_recon": aux}
+        return {"l1": l1_penalty(gate_act, norms, nonnegative=True), "aux_recon": aux}

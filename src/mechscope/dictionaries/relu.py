@@ -32,12 +32,18 @@ class ReLUOptions(DictionaryOptions):
             raise DictionaryConfigError(f"l1_weighting must be one of {L1_WEIGHTINGS}, got {self.l1_weighting!r}")
 
 
-def l1_penalty(feature_acts: Tensor, decoder_norms: Tensor | None) -> Tensor:
-    """Mean over rows of ``sum_i |f_i| (* ||W_dec_i||)``."""
-    f = feature_acts.abs()
-    if decoder_norms is not None:
-        f = f * decoder_norms
-    return f.sum(-1).mean()
+def l1_penalty(feature_acts: Tensor, decoder_norms: Tensor | None, nonnegative: bool = False) -> Tensor:
+    """Mean over rows of ``sum_i |f_i| (* ||W_dec_i||)``.
+
+    Summed over rows first and weighted per latent after, so no (rows, d_sae) product with the norms is formed or
+    differentiated; ``nonnegative=True`` (ReLU outputs) also skips ``abs``. Both matter on CPU, where these
+    elementwise passes over the activations cost about a tenth of a training step.
+    """
+    f = feature_acts if nonnegative else feature_acts.abs()
+    per_latent = f.reshape(-1, f.shape[-1]).sum(0)  # (S,)
+    rows = f.numel() // max(1, f.shape[-1])
+    total = per_latent @ decoder_norms if decoder_norms is not None else per_latent.sum()
+    return total / rows
 
 
 @register
@@ -54,4 +60,4 @@ class ReLUDictionary(Dictionary):
     def sparsity_terms(self, x: Tensor, out: DictionaryOutput, *, target: Tensor,
                        dead_mask: Tensor | None) -> dict[str, Tensor]:
         norms = self.decoder_norms() if self.options.l1_weighting == "decoder_norm" else None
-        return {"l1": l1_penalty(out.feature_acts, norms)}
+        return {"l1": l1_penalty(out.feature_acts, norms, nonnegative=True)}  # relu outputs
