@@ -8,22 +8,17 @@ import logging
 import sys
 
 # Subcommand modules, each with add_parser(subparsers) that sets ``run`` as the default handler.
-SUBCOMMANDS = ["models_cmd", "cache", "tour", "patch", "lens", "dla", "probe", "heads", "report"]
-OPTIONAL_SUBCOMMANDS = ["train", "eval", "serve", "features", "steer", "explain", "monitor", "attribute", "acdc"]  # present once their issue lands
+# In the order `mechscope --help` lists them: extract, intervene, decompose, interpret, trace, surfaces.
+SUBCOMMANDS = ["models_cmd", "cache", "patch", "lens", "dla", "probe", "heads", "train", "eval", "features",
+               "explain", "steer", "monitor", "attribute", "acdc", "report", "serve", "tour"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mechscope", description="Mechanistic interpretability workbench.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS + OPTIONAL_SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"mechscope.cli.{name}")
-        except ModuleNotFoundError as e:
-            if name in OPTIONAL_SUBCOMMANDS and e.name == f"mechscope.cli.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"mechscope.cli.{name}").add_parser(sub)
     return parser
 
 
