@@ -66,5 +66,12 @@ def hf_model(family: str, seed: int = 0, attn: str = "sdpa") -> transformers.Pre
     return model.eval()
 
 
+def save_model_dir(folder, family: str = "llama", seed: int = 0):
+    """A local model folder (weights + byte tokenizer), as a user's ``--model DIR`` would be; returns ``folder``."""
+    hf_model(family, seed).save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    return folder
+
+
 def hooked(family: str, seed: int = 0) -> ms.HookedModel:
     return ms.HookedModel(hf_model(family, seed), byte_tokenizer(), name=f"tiny-{family}")

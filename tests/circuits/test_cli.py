@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 
 from .helpers import random_transcoders
-from tiny import byte_tokenizer, hf_model
+from tiny import save_model_dir
 
 from mechscope.cli.main import main
 from mechscope.dictionaries import save_transcoder_set
 
 
 def test_attribute_cli_writes_graph_json(tmp_path):
-    model_dir = tmp_path / "model"
-    hf_model("llama").save_pretrained(model_dir)
-    byte_tokenizer().save_pretrained(model_dir)
+    model_dir = save_model_dir(tmp_path / "model")
     import mechscope as ms
 
     model = ms.load_model(str(model_dir))

@@ -11,15 +11,12 @@ import pytest
 import torch
 
 from mechscope.cli.main import main
-from tiny import byte_tokenizer, hf_model
+from tiny import save_model_dir
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    hf_model("llama").save_pretrained(folder)
-    byte_tokenizer().save_pretrained(folder)
-    return folder
+    return save_model_dir(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def marker_texts(n: int = 160, seed: int = 0) -> list[dict]:

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tiny import byte_tokenizer, hf_model
+from tiny import save_model_dir
 
 import mechscope as ms
 from mechscope.cli.main import main
@@ -17,10 +17,7 @@ CLEAN, CORRUPT = "hello world", "jello world"  # differ at position 0 only (byte
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    hf_model("llama").save_pretrained(folder)
-    byte_tokenizer().save_pretrained(folder)
-    return str(folder)
+    return str(save_model_dir(tmp_path_factory.mktemp("tiny-llama")))
 
 
 @pytest.fixture(scope="module")
