@@ -134,9 +134,8 @@ def run_tour(config: TourConfig) -> Path:
 def _write_findings(findings: dict[str, object], path: Path) -> None:
     """The tour's headline numbers as JSON (numbers and strings only), written atomically."""
     import json
-    import os
+
+    from ..activations.shards import atomic_write_text
 
     plain = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in findings.items()}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(plain, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(plain, indent=1, sort_keys=True))
