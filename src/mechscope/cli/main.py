@@ -9,8 +9,8 @@ import sys
 
 # Subcommand modules, each with add_parser(subparsers) that sets ``run`` as the default handler.
 # In the order `mechscope --help` lists them: extract, intervene, decompose, interpret, trace, surfaces.
-SUBCOMMANDS = ["models_cmd", "cache", "patch", "lens", "dla", "probe", "heads", "train", "eval", "features",
-               "explain", "steer", "monitor", "attribute", "acdc", "report", "serve", "tour"]
+SUBCOMMANDS = ["models_cmd", "data_cmd", "cache", "patch", "lens", "dla", "probe", "heads", "train", "eval",
+               "features", "explain", "steer", "monitor", "attribute", "acdc", "report", "serve", "tour"]
 
 
 def build_parser() -> argparse.ArgumentParser:

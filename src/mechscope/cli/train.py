@@ -16,6 +16,7 @@ import logging
 import typing
 from pathlib import Path
 
+from ..data.specs import SOURCE_HELP
 from .options import field_docs
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hook", required=True, nargs="+",
                    help="hook point(s): one dictionary per value; comma-join points to stack them (crosscoders)")
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--source", default="stdlib",
-                   help="text: 'stdlib' (built-in), a file or folder (.txt/.jsonl/.parquet), or hf:owner/name[@split]")
+    p.add_argument("--source", default="stdlib", help=SOURCE_HELP + " (default: stdlib)")
     p.add_argument("--field", default="text", help="JSONL field / Parquet column / dataset field holding the text")
     p.add_argument("--cache", default=None, help="write activations to this folder first (resumable shards)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")

@@ -1,23 +1,30 @@
 """Text sources: iterables of documents (``str``) for tokenising and packing.
 
-- :func:`stdlib_corpus`: the built-in offline corpus, the Python standard library's own source files (docstrings,
-  comments and code) in a fixed, sorted order: always available, deterministic, millions of tokens.
+- :func:`stdlib_corpus`: the built-in offline code corpus, the Python standard library's own source files
+  (docstrings, comments and code) in a fixed, sorted order: always available, deterministic, millions of tokens.
+- :func:`code_corpus`: the same files as the named source ``code``: split into train / held-out by a hash of each
+  file's relative path and read in a fixed hashed order (see :mod:`mechscope.data.splits`).
 - :func:`local_files`: plain text (``.txt``/``.md``/``.py``..., one document per file), JSON Lines (one document per
   line, field ``text``) and Parquet (column ``text``, needs ``pyarrow``).
 - :func:`hf_dataset`: a Hugging Face ``datasets`` dataset, streamed (the path for users online; ``datasets`` is
   imported only when used).
-- :func:`open_source`: one of the above from a short spec string (``stdlib``, ``hf:owner/name``, a path).
+- :func:`open_source`: documents from a short spec string: a named corpus (``prose``, ``code``, ``stdlib``), a
+  mixture (``mixture``, ``mix:prose=0.7,code=0.3``), each with an optional ``@train`` / ``@heldout`` / ``@all``;
+  ``hf:owner/name``; or a path (the grammar is in :mod:`mechscope.data.specs`).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
 import sysconfig
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from .splits import in_split, order_key
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +55,8 @@ def _stdlib_files(root_str: str) -> tuple[Path, ...]:
     return tuple(sorted(files, key=lambda p: p.relative_to(root).as_posix()))
 
 
-def stdlib_corpus(root: str | os.PathLike[str] | None = None, *, max_docs: int | None = None) -> Iterator[str]:
-    """The built-in offline corpus: one document per standard-library source file, in sorted path order."""
-    for i, path in enumerate(stdlib_files(root)):
+def _read_files(files: Iterable[Path], max_docs: int | None) -> Iterator[str]:
+    for i, path in enumerate(files):
         if max_docs is not None and i >= max_docs:
             return
         try:
@@ -60,6 +66,25 @@ def stdlib_corpus(root: str | os.PathLike[str] | None = None, *, max_docs: int |
             continue
         if text.strip():
             yield text
+
+
+def stdlib_corpus(root: str | os.PathLike[str] | None = None, *, max_docs: int | None = None,
+                  split: str = "all") -> Iterator[str]:
+    """The built-in offline corpus: one document per standard-library source file, in sorted path order
+    (``split``: keep only the ``train`` or ``heldout`` files of :func:`code_corpus`'s split)."""
+    base = Path(root) if root is not None else stdlib_root()
+    files = [p for p in stdlib_files(base) if in_split(p.relative_to(base).as_posix(), split)]
+    return _read_files(files, max_docs)
+
+
+def code_corpus(split: str = "train", root: str | os.PathLike[str] | None = None, *,
+                max_docs: int | None = None) -> Iterator[str]:
+    """The named source ``code``: standard-library files of one split (by a hash of the relative path), in a fixed
+    hashed order so that any prefix samples the whole library rather than its first modules alphabetically."""
+    base = Path(root) if root is not None else stdlib_root()
+    keyed = [(p.relative_to(base).as_posix(), p) for p in stdlib_files(base)]
+    files = [p for key, p in sorted(keyed, key=lambda kp: order_key(kp[0])) if in_split(key, split)]
+    return _read_files(files, max_docs)
 
 
 def _jsonl(path: Path, field: str) -> Iterator[str]:
@@ -129,17 +154,11 @@ def hf_dataset(path: str, name: str | None = None, *, split: str = "train", fiel
 
 
 def open_source(spec: str, *, field: str = "text", max_docs: int | None = None) -> Iterator[str]:
-    """Documents from a spec: ``stdlib``, ``hf:owner/name[:config][@split]``, or a local file / directory."""
-    if spec == "stdlib":
-        yield from stdlib_corpus(max_docs=max_docs)
-        return
-    if spec.startswith("hf:"):
-        rest, _, split = spec[3:].partition("@")
-        path, _, name = rest.partition(":")
-        docs: Iterable[str] = hf_dataset(path, name or None, split=split or "train", field=field)
-    else:
-        docs = local_files(spec, field=field)
-    for i, doc in enumerate(docs):
-        if max_docs is not None and i >= max_docs:
-            return
-        yield doc
+    """Documents from a spec: a named corpus or mixture (``prose``, ``code``, ``stdlib``, ``mixture``,
+    ``mix:prose=0.7,code=0.3``, each optionally ``@train``/``@heldout``/``@all``), ``hf:owner/name[:config][@split]``
+    or a local file / directory. The spec is checked at once: an unknown name, a bad split or an unfetched corpus
+    raises :class:`DataSourceError` here, not when the first document is read."""
+    from .specs import resolve  # specs imports the named corpora, which import this module
+
+    docs = resolve(spec, field=field)
+    return docs if max_docs is None else itertools.islice(docs, max_docs)
