@@ -95,21 +95,26 @@ class TopKDictionary(Dictionary):
 def auxk_loss(d: Dictionary, out: DictionaryOutput, target: Tensor, dead_mask: Tensor | None) -> Tensor:
     """AuxK (Gao et al. 2024): the top ``d_out // 2`` dead latents reconstruct the residual error.
 
-    Normalised by the residual's variance; zero when ``dead_mask`` is None or selects nothing.
+    In the units of the ``mse`` term (squared error summed over features, mean over rows), as Gao et al. define it:
+    ``loss = mse + auxk_coefficient * auxk`` then gives dead latents a gradient of the size the paper intends
+    (dividing by the error's variance instead shrank it by the mse's magnitude, hundreds of times, and left dead
+    latents dead). Scaled by ``min(n_dead / k_aux, 1)``; zero when ``dead_mask`` is None or selects nothing.
     """
     zero = out.reconstruction.new_zeros(())
     if dead_mask is None or not bool(dead_mask.any()):
         return zero
-    n_dead = int(dead_mask.sum())
-    k_aux = min(d.d_out // 2, n_dead)
-    scale = min(n_dead / max(d.d_out // 2, 1), 1.0)
+    k_aux, scale = auxk_size(d.d_out, int(dead_mask.sum()))
     err = (target - out.reconstruction).detach()  # (..., D_out)
     pre = out.pre_acts.masked_fill(~dead_mask.to(torch.bool), float("-inf"))
     values, indices = pre.topk(k_aux, dim=-1, sorted=False)
     e_hat = sparse_decode(values.relu(), indices, d.W_dec)
-    rows = err.reshape(-1, err.shape[-1])
-    variance = (rows - rows.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
-    return scale * (e_hat - err).pow(2).sum(-1).mean() / variance
+    return scale * (e_hat - err).pow(2).sum(-1).mean()
+
+
+def auxk_size(d_out: int, n_dead: int) -> tuple[int, float]:
+    """``(k_aux, scale)``: how many dead latents AuxK uses (``d_out // 2`` at most) and its loss scale."""
+    k_aux = max(min(d_out // 2, n_dead), 1)
+    return k_aux, min(n_dead / max(d_out // 2, 1), 1.0)
 
 
 @dataclass

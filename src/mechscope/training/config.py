@@ -146,8 +146,9 @@ class SparsityConfig:
 class DeadLatentConfig:
     """Dead-latent tracking (a latent is dead once it has not fired for ``dead_after_tokens`` rows)."""
 
-    dead_after_tokens: int = 10_000_000
-    """Rows without firing after which a latent counts as dead."""
+    dead_after_tokens: int | None = None
+    """Rows without firing after which a latent counts as dead; None: a tenth of the run's rows, at most 10 M
+    (Gao et al.'s value), so that AuxK and resampling act in short runs too."""
     resample_every: int = 0
     """L1 family: resample dead latents every this many steps (0 disables resampling)."""
     resample_scale: float = 0.2
@@ -156,7 +157,8 @@ class DeadLatentConfig:
     """Keep decoder rows at unit norm where the method uses it (L1 with plain weighting, TopK, JumpReLU)."""
 
     def __post_init__(self) -> None:
-        _positive(self, "dead_after_tokens")
+        if self.dead_after_tokens is not None:
+            _positive(self, "dead_after_tokens")
         _positive(self, "resample_every", "resample_scale", allow_zero=True)
 
 
@@ -178,6 +180,11 @@ class LoopConfig:
     """Scale activations to mean norm sqrt(d) for training (the factor is saved with the dictionary)."""
     init_b_dec: bool = True
     """Initialise b_dec at the geometric median of the first batch."""
+    center_transcoder_input: bool = True
+    """Transcoders: subtract the geometric median of the first batch's inputs before encoding (folded into b_enc
+    when saved). An autoencoder centres its input with b_dec; a transcoder's b_dec is an output bias, so without
+    this the input's large mean (a normalised MLP input sits far from the origin) shifts every pre-activation by a
+    fixed amount and latents that start on the wrong side of it never fire."""
 
     def __post_init__(self) -> None:
         _positive(self, "steps", "log_every", "keep_checkpoints")

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..dictionaries import TopKDictionary
+from ..dictionaries.topk import auxk_size
 
 
 class Pattern:
@@ -127,14 +128,11 @@ def _auxk(d: TopKDictionary, xc: Tensor, pre: Tensor, recon: Tensor, target: Ten
           center: bool) -> Tensor:
     if dead is None or not bool(dead.any()):
         return recon.new_zeros(())
-    n_dead = int(dead.sum())
-    k_aux = min(d.d_out // 2, n_dead)
-    scale = min(n_dead / max(d.d_out // 2, 1), 1.0)
+    k_aux, scale = auxk_size(d.d_out, int(dead.sum()))
     err = (target - recon).detach()  # (N, D)
     with torch.no_grad():
         _, idx = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1, sorted=False)  # (N, k_aux)
         pattern = Pattern(idx, d.cfg.d_sae)
     vals = SelectedPre.apply(xc, d.W_enc, d.b_enc, d.b_dec, pre, idx, pattern, center).relu()
     e_hat = SparseDecode.apply(vals, idx, d.W_dec, pattern)  # (N, D)
-    variance = (err - err.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
-    return scale * (e_hat - err).pow(2).sum(-1).mean() / variance
+    return scale * (e_hat - err).pow(2).sum(-1).mean()  # the units of mse (see topk.auxk_loss)

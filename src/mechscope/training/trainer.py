@@ -18,7 +18,7 @@ from ..dictionaries import BatchTopKDictionary, Dictionary
 from .config import DEFAULT_COEFFICIENTS, DictionarySpec, TrainConfig
 from .dead import DeadLatentTracker, resample_dead
 from .distributed import DistInfo, all_gather_rows, all_reduce, broadcast_parameters
-from .init import geometric_median_per_source, norm_factor
+from .init import geometric_median, geometric_median_per_source, norm_factor
 from . import sparse_topk
 from .schedules import lr_factor, warmup_factor
 
@@ -47,6 +47,28 @@ def build_dictionary(spec: DictionarySpec, widths: dict[str, int], model_name: s
     if act in ("topk", "batchtopk"):
         kw.setdefault("k", spec.k)
     return dictionaries.create(spec.arch, d_in=d_in, d_sae=d_sae, **kw)
+
+
+MAX_DEAD_AFTER = 10_000_000
+"""Gao et al.'s dead-latent window: rows without firing after which a latent counts as dead."""
+
+
+def auto_dead_after(run_rows: int) -> int:
+    """The default dead-latent window for a run of ``run_rows`` rows: a tenth of it, at most 10 M rows."""
+    return max(min(MAX_DEAD_AFTER, run_rows // 10), 1)
+
+
+@torch.no_grad()
+def fold_input_shift_(d: Dictionary, shift: Tensor) -> None:
+    """Make ``d`` compute on raw inputs what it computed on ``x - shift`` (in place).
+
+    ``(x - s) @ W_enc + b_enc == x @ W_enc + (b_enc - s @ W_enc)``, and a skip path ``(x - s) @ W_skip.T`` moves
+    ``- s @ W_skip.T`` into ``b_dec``. ``shift`` is in the units the weights see (after ``norm_scale_in``).
+    """
+    shift = shift.to(d.W_enc.dtype)
+    d.b_enc.sub_(shift @ d.W_enc)
+    if getattr(d, "W_skip", None) is not None:
+        d.b_dec.sub_(shift @ d.W_skip.T)
 
 
 class Objective(nn.Module):
@@ -98,9 +120,12 @@ class DictionaryTrainer:
         self.base_lr = spec.lr or o.lr
         self.optimizer = torch.optim.Adam(self.dictionary.parameters(), lr=self.base_lr, betas=(o.beta1, o.beta2),
                                           eps=o.eps)
-        self.tracker = DeadLatentTracker(self.dictionary.latent_shape(), cfg.dead.dead_after_tokens, info.device)
+        self.tracker = DeadLatentTracker(self.dictionary.latent_shape(), cfg.dead.dead_after_tokens or MAX_DEAD_AFTER,
+                                         info.device)
         self.scale_in: Tensor | None = None
         self.scale_out: Tensor | None = None
+        self.shift_in: Tensor | None = None
+        """Transcoders: the input centre subtracted (normalised units) before encoding; folded into b_enc on export."""
         self.initialised = False
 
     # ------------------------------------------------------------------ data
@@ -115,9 +140,19 @@ class DictionaryTrainer:
         return x, target
 
     def normalised(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        if self.scale_in is None:
-            return x, target
-        return x * self.scale_in, (target * self.scale_out if self.dictionary.cfg.transcoder else x * self.scale_in)
+        """Inputs in training units: scaled to mean norm sqrt(d), and (transcoders) centred at ``shift_in``."""
+        if self.scale_in is not None:
+            x, target = x * self.scale_in, (target * self.scale_out if self.dictionary.cfg.transcoder else
+                                            x * self.scale_in)
+        if self.shift_in is not None:
+            x = x - self.shift_in
+        return x, target
+
+    def centres_input(self) -> bool:
+        """True for transcoders whose input centre can be folded into ``b_enc`` (and ``b_dec`` through W_skip)."""
+        d = self.dictionary
+        return bool(self.cfg.loop.center_transcoder_input and d.cfg.transcoder and d.W_enc.dim() == 2
+                    and hasattr(d, "b_enc") and not hasattr(d, "b_gate"))
 
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
@@ -130,8 +165,13 @@ class DictionaryTrainer:
             self.scale_in = norm_factor(x)
             self.scale_out = norm_factor(target) if self.dictionary.cfg.transcoder else self.scale_in
         x, target = self.normalised(x, target)
+        if self.centres_input():
+            self.shift_in = geometric_median(x)
+            x = x - self.shift_in
         if loop.init_b_dec and self.dictionary.b_dec.shape == target.shape[1:]:
             self.dictionary.b_dec.copy_(geometric_median_per_source(target))
+        if self.cfg.dead.dead_after_tokens is None:
+            self.tracker.dead_after = auto_dead_after(loop.steps * x.shape[0])
         self.initialised = True
 
     # ------------------------------------------------------------------ one step
@@ -188,6 +228,8 @@ class DictionaryTrainer:
     def export(self) -> Dictionary:
         """A copy for inference in the original activation units (normalisation stored as buffers), eval mode."""
         d = copy.deepcopy(self.dictionary).cpu().eval()
+        if self.shift_in is not None:
+            fold_input_shift_(d, self.shift_in.cpu())
         if self.scale_in is not None:
             out = self.scale_out if d.cfg.transcoder else None
             d.set_activation_norm(self.scale_in.cpu(), None if out is None else out.cpu())
@@ -200,6 +242,9 @@ class DictionaryTrainer:
             for key, value in st.items():
                 out[f"{prefix}adam.{names[id(p)]}.{key}"] = torch.as_tensor(value)
         out[f"{prefix}dead.since"] = self.tracker.since
+        out[f"{prefix}dead.after"] = torch.tensor(self.tracker.dead_after)
+        if self.shift_in is not None:
+            out[f"{prefix}shift_in"] = self.shift_in
         if self.scale_in is not None:
             out[f"{prefix}scale_in"], out[f"{prefix}scale_out"] = torch.as_tensor(self.scale_in), \
                 torch.as_tensor(self.scale_out)
@@ -215,6 +260,10 @@ class DictionaryTrainer:
             if state:
                 self.optimizer.state[p] = state
         self.tracker.since.copy_(tensors[f"{prefix}dead.since"])
+        if f"{prefix}dead.after" in tensors:
+            self.tracker.dead_after = int(tensors[f"{prefix}dead.after"])
+        if f"{prefix}shift_in" in tensors:
+            self.shift_in = tensors[f"{prefix}shift_in"].to(self.info.device)
         if f"{prefix}scale_in" in tensors:
             self.scale_in = tensors[f"{prefix}scale_in"].to(self.info.device)
             self.scale_out = tensors[f"{prefix}scale_out"].to(self.info.device)
