@@ -64,14 +64,37 @@ def _ce(logits: Tensor, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 def evaluate_with_model(model, d: Dictionary, contexts: Iterable[Int[Tensor, "ctx"]], *, model_batch: int = 8,
                         exclude: Iterable[int] = (), stats: ReconstructionStats | None = None) -> Downstream:
     """CE loss recovered and KL of ``d`` spliced into ``model`` over ``contexts``; also fills ``stats`` if given."""
+    out = evaluate_many(model, {"d": d}, contexts, model_batch=model_batch, exclude=exclude,
+                        stats=None if stats is None else {"d": stats})
+    return out["d"]
+
+
+def _check_single_layer(name: str, d: Dictionary) -> None:
     if isinstance(d, Crosscoder) or d.W_enc.dim() != 2:
-        raise ValueError(f"{d.architecture}: downstream metrics need a single-layer SAE or transcoder")
-    was_training = d.training
-    d.eval()
-    hook_in = model.resolve(d.cfg.hook_name).name
-    hook_out = model.resolve(d.hook_name_out).name
+        raise ValueError(f"{name} ({d.architecture}): downstream metrics need a single-layer SAE or transcoder")
+
+
+@torch.no_grad()
+def evaluate_many(model, dicts: dict[str, Dictionary], contexts: Iterable[Int[Tensor, "ctx"]], *,
+                  model_batch: int = 8, exclude: Iterable[int] = (),
+                  stats: dict[str, ReconstructionStats] | None = None) -> dict[str, Downstream]:
+    """:func:`evaluate_with_model` for several dictionaries, each spliced alone, sharing forward passes.
+
+    One clean pass per batch records every hook point read or written, and one zero-ablated pass runs per
+    distinct written hook point, so n dictionaries cost ``n + 1 + n_hooks`` passes instead of ``3 n``.
+    """
+    for name, d in dicts.items():
+        _check_single_layer(name, d)
+    modes = {name: d.training for name, d in dicts.items()}
+    for d in dicts.values():
+        d.eval()
+    sites = {name: (model.resolve(d.cfg.hook_name).name, model.resolve(d.hook_name_out).name)
+             for name, d in dicts.items()}
+    recorded = sorted({h for pair in sites.values() for h in pair})
+    outs = sorted({o for _, o in sites.values()})
     exclude = list(exclude)
-    sums = {"clean": 0.0, "spliced": 0.0, "zero": 0.0, "kl": 0.0}
+    sums = {name: {"spliced": 0.0, "kl": 0.0} for name in dicts}
+    clean_sum, zero_sum = 0.0, {o: 0.0 for o in outs}
     n = 0
     for ids in batched(contexts, model_batch):  # (B, T)
         ids = ids.to(model.cfg.device)
@@ -81,27 +104,32 @@ def evaluate_with_model(model, d: Dictionary, contexts: Iterable[Int[Tensor, "ct
         def record(act: Tensor, hook) -> None:  # type: ignore[no-untyped-def]
             seen[hook.name] = act[mask]
 
-        with model.hooks([(hook_in, record)] + ([(hook_out, record)] if hook_out != hook_in else [])):
+        with model.hooks([(h, record) for h in recorded]):
             clean_logits = model(ids)
-        if stats is not None:
-            stats.update(seen[hook_in], seen[hook_out] if d.cfg.transcoder else None)
-        x_in = seen[hook_in]
-        recon = _replace(mask, lambda a: d(x_in).reconstruction if d.cfg.transcoder else d(a).reconstruction)
-        with model.hooks([(hook_out, recon)]):
-            spliced_logits = model(ids)
-        with model.hooks([(hook_out, _replace(mask, torch.zeros_like))]):
-            zero_logits = model(ids)
         nll_c, logp_c = _ce(clean_logits, ids, mask)
-        nll_s, logp_s = _ce(spliced_logits, ids, mask)
-        nll_z, _ = _ce(zero_logits, ids, mask)
-        sums["clean"] += float(nll_c.sum())
-        sums["spliced"] += float(nll_s.sum())
-        sums["zero"] += float(nll_z.sum())
-        sums["kl"] += float((logp_c.exp() * (logp_c - logp_s)).sum())
+        clean_sum += float(nll_c.sum())
         n += nll_c.numel()
-    d.train(was_training)
+        for o in outs:
+            with model.hooks([(o, _replace(mask, torch.zeros_like))]):
+                zero_sum[o] += float(_ce(model(ids), ids, mask)[0].sum())
+        for name, d in dicts.items():
+            hook_in, hook_out = sites[name]
+            x_in = seen[hook_in]
+            recon = d(x_in).reconstruction  # (N, D_out)
+            if stats is not None and name in stats:
+                stats[name].update(x_in, seen[hook_out] if d.cfg.transcoder else None)
+            with model.hooks([(hook_out, _replace(mask, lambda a, r=recon: r))]):
+                nll_s, logp_s = _ce(model(ids), ids, mask)
+            sums[name]["spliced"] += float(nll_s.sum())
+            sums[name]["kl"] += float((logp_c.exp() * (logp_c - logp_s)).sum())
+    for name, d in dicts.items():
+        d.train(modes[name])
     if n == 0:
         raise ValueError("no positions to evaluate (contexts empty or every token excluded)")
-    clean, spliced, zero = sums["clean"] / n, sums["spliced"] / n, sums["zero"] / n
-    recovered = (zero - spliced) / (zero - clean) if zero != clean else float("nan")
-    return Downstream(n, clean, spliced, zero, recovered, sums["kl"] / n)
+    clean = clean_sum / n
+    result = {}
+    for name in dicts:
+        spliced, zero = sums[name]["spliced"] / n, zero_sum[sites[name][1]] / n
+        recovered = (zero - spliced) / (zero - clean) if zero != clean else float("nan")
+        result[name] = Downstream(n, clean, spliced, zero, recovered, sums[name]["kl"] / n)
+    return result

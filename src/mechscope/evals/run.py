@@ -15,7 +15,7 @@ from ..data.packing import PackConfig, pack, special_ids
 from ..data.sources import open_source
 from ..dictionaries import Dictionary
 from ..dictionaries import load as load_dictionary
-from .downstream import evaluate_with_model
+from .downstream import evaluate_many
 from .metrics import ReconstructionStats
 from .report import DictionaryEval, EvalReport, plot_eval
 
@@ -28,13 +28,13 @@ def evaluate(model, dicts: dict[str, Dictionary], contexts: Callable[[], Iterabl
     """Reconstruction and downstream metrics of each dictionary over the same token contexts."""
     exclude = special_ids(model.tokenizer) if exclude_special and model.tokenizer is not None else []
     report = EvalReport(model=model.cfg.name, source=source)
+    ctx = list(contexts() if callable(contexts) else contexts)
+    stats = {name: ReconstructionStats(d, dense_threshold) for name, d in dicts.items()}
+    downs = evaluate_many(model, dicts, ctx, model_batch=model_batch, exclude=exclude, stats=stats)
     for name, d in dicts.items():
-        ctx = contexts() if callable(contexts) else contexts
-        stats = ReconstructionStats(d, dense_threshold)
-        down = evaluate_with_model(model, d, ctx, model_batch=model_batch, exclude=exclude, stats=stats)
-        report.add(name, d, DictionaryEval(stats.result(), down))
+        report.add(name, d, DictionaryEval(stats[name].result(), downs[name]))
         log.info("%s: fvu %.4f, ce recovered %.4f", name, report.dictionaries[name].reconstruction.fvu,
-                 down.ce_recovered)
+                 downs[name].ce_recovered)
     return report
 
 
