@@ -104,3 +104,23 @@ def test_transcoder_trains_centred_and_saves_a_plain_equivalent(tmp_path):
 
     saved = load(tmp_path / "run" / "tc")
     torch.testing.assert_close(saved(x[:64]).reconstruction, exported, rtol=1e-4, atol=1e-4)
+
+
+def test_skip_transcoder_starts_at_the_least_squares_map():
+    """On a linear input -> output relation the skip path alone explains the output from the first step."""
+    from mechscope.training import DictionaryTrainer, DistInfo, build_dictionary
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1024, 16, generator=g) + 2.0
+    y = x @ torch.randn(16, 12, generator=g)
+    spec = DictionarySpec("skip_transcoder", hook="in", hook_out="out", activation="topk", k=4, d_sae=48)
+    cfg = TrainConfig()
+    trainer = DictionaryTrainer(spec, build_dictionary(spec, {"in": 16, "out": 12}), cfg, DistInfo())
+    trainer.initialise({"in": x, "out": y})
+    xn, yn = trainer.normalised(x, y)
+    linear = xn @ trainer.dictionary.W_skip.T + trainer.dictionary.b_dec
+    assert float((linear - yn).pow(2).sum() / (yn - yn.mean(0)).pow(2).sum()) < 1e-4
+    plain = DictionaryTrainer(spec, build_dictionary(spec, {"in": 16, "out": 12}),
+                              TrainConfig(loop=LoopConfig(init_skip_lstsq=False)), DistInfo())
+    plain.initialise({"in": x, "out": y})
+    assert float(plain.dictionary.W_skip.abs().max()) == 0.0

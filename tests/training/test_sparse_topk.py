@@ -13,13 +13,17 @@ def _grads(d, loss):
     return {n: p.grad.clone() for n, p in d.named_parameters()}
 
 
-@pytest.mark.parametrize("transcoder", [False, True])
+@pytest.mark.parametrize("transcoder", [False, True, "skip"])
 @pytest.mark.parametrize("with_dead", [False, True])
-def test_matches_generic_autograd(transcoder: bool, with_dead: bool) -> None:
+def test_matches_generic_autograd(transcoder, with_dead: bool) -> None:
     torch.manual_seed(0)
     kw = dict(transcoder=True, apply_b_dec_to_input=False, d_out=12) if transcoder else {}
+    if transcoder == "skip":
+        kw["skip_connection"] = True
     d = ms.dictionaries.create("topk", d_in=16, d_sae=96, k=5, **kw)
     with torch.no_grad():
+        if transcoder == "skip":
+            d.W_skip.normal_(std=0.2)
         d.b_dec.normal_()
         d.b_enc.normal_(std=0.1)
         d.W_dec.mul_(torch.rand(96, 1) + 0.5)

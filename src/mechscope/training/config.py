@@ -180,6 +180,9 @@ class LoopConfig:
     """Scale activations to mean norm sqrt(d) for training (the factor is saved with the dictionary)."""
     init_b_dec: bool = True
     """Initialise b_dec at the geometric median of the first batch."""
+    init_skip_lstsq: bool = True
+    """Skip transcoders: start W_skip at the least-squares linear map from input to output on the first batch, so
+    the latents begin by modelling what a linear map cannot (instead of first having to learn that map)."""
     center_transcoder_input: bool = True
     """Transcoders: subtract the geometric median of the first batch's inputs before encoding (folded into b_enc
     when saved). An autoencoder centres its input with b_dec; a transcoder's b_dec is an output bias, so without

@@ -92,9 +92,9 @@ class SparseDecode(torch.autograd.Function):
 
 
 def supports(d: Any) -> bool:
-    """True for a plain TopK autoencoder/transcoder without skip connection or buffers (the training setting)."""
-    return (type(d) is TopKDictionary and d.W_enc.dim() == 2 and not d.cfg.skip_connection
-            and d.norm_scale_in is None and d.feature_scale is None)
+    """True for a plain TopK autoencoder/transcoder (skip connection allowed) without buffers (the training setting)."""
+    return (type(d) is TopKDictionary and d.W_enc.dim() == 2 and d.norm_scale_in is None
+            and d.norm_scale_out is None and d.feature_scale is None)
 
 
 def topk_loss_terms(d: TopKDictionary, x: Tensor, target: Tensor, dead_mask: Tensor | None
@@ -113,6 +113,8 @@ def topk_loss_terms(d: TopKDictionary, x: Tensor, target: Tensor, dead_mask: Ten
         pattern = Pattern(idx, d.cfg.d_sae)
     acts = SelectedPre.apply(xc, d.W_enc, d.b_enc, d.b_dec, pre, idx, pattern, center).relu()  # (N, k)
     recon = SparseDecode.apply(acts, idx, d.W_dec, pattern) + d.b_dec  # (N, D)
+    if d.cfg.skip_connection:
+        recon = recon + x @ d.W_skip.T  # the skip transcoder's linear path: small and dense, plain autograd
     target = target.to(recon.dtype)
     mse = (recon - target).pow(2).sum(-1).mean()
     variance = (target - target.mean(0)).pow(2).sum(-1).mean()

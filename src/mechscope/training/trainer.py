@@ -71,6 +71,15 @@ def fold_input_shift_(d: Dictionary, shift: Tensor) -> None:
         d.b_dec.sub_(shift @ d.W_skip.T)
 
 
+@torch.no_grad()
+def lstsq_map(x: Tensor, y: Tensor, ridge: float = 1e-3) -> Tensor:
+    """``W [d_out, d_in]`` minimising ``|x @ W.T - y|^2 + ridge * n * |W|^2`` (float64 normal equations)."""
+    x64, y64 = x.double(), y.double()  # (N, D_in), (N, D_out)
+    gram = x64.T @ x64  # (D_in, D_in)
+    gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    return torch.linalg.solve(gram, x64.T @ y64).T.to(x.dtype)
+
+
 class Objective(nn.Module):
     """The weighted training loss of one dictionary (a module, so DDP can wrap it)."""
 
@@ -170,6 +179,8 @@ class DictionaryTrainer:
             x = x - self.shift_in
         if loop.init_b_dec and self.dictionary.b_dec.shape == target.shape[1:]:
             self.dictionary.b_dec.copy_(geometric_median_per_source(target))
+        if loop.init_skip_lstsq and x.dim() == 2 and getattr(self.dictionary, "W_skip", None) is not None:
+            self.dictionary.W_skip.copy_(lstsq_map(x, target - self.dictionary.b_dec))
         if self.cfg.dead.dead_after_tokens is None:
             self.tracker.dead_after = auto_dead_after(loop.steps * x.shape[0])
         self.initialised = True
