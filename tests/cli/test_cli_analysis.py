@@ -161,7 +161,7 @@ def full_run(model_dir, tmp_path_factory) -> Path:
 
     import mechscope as ms
     from mechscope.dictionaries import save_transcoder_set
-    from mechscope.report.plots import heatmap
+    from mechscope.display.figures import heatmap
 
     tmp = tmp_path_factory.mktemp("analysis")
     run = tmp / "run"

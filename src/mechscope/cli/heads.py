@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     import mechscope as ms
     from ..heads import HeadScores, head_scores
     from ..heads.detectors import DEFAULT_THRESHOLDS
-    from ..report.plots import heatmap
+    from ..display.figures import heatmap
     from .outputs import write_json, write_png
 
     cfg = dataclass_from_args(HeadsConfig, args)

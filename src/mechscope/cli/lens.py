@@ -65,7 +65,7 @@ def top_token_figure(summary: dict, rows: list[str], cols: list[str], title: str
     """Heatmap of the top token's probability with the token written into each cell."""
     import torch
 
-    from ..report.plots import heatmap
+    from ..display.figures import heatmap
 
     probs = torch.as_tensor(summary["top_prob"])
     fig = heatmap(probs, rows, cols, title=title, colorbar_label="probability of the top token", diverging=False)
@@ -83,7 +83,7 @@ def top_token_figure(summary: dict, rows: list[str], cols: list[str], title: str
 def run(args: argparse.Namespace) -> int:
     import mechscope as ms
     from ..lens import TunedLens, logit_lens
-    from ..report.plots import heatmap
+    from ..display.figures import heatmap
     from .outputs import token_label, write_json, write_page, write_png
 
     cfg = dataclass_from_args(LensCliConfig, args)

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     import mechscope as ms
     from ..interventions import logit_diff, patch_sweep
     from ..interventions.patching import check_matched
-    from ..report.plots import heatmap
+    from ..display.figures import heatmap
     from .outputs import write_json, write_page, write_png
 
     cfg = dataclass_from_args(PatchConfig, args)

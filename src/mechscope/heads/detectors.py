@@ -108,6 +108,26 @@ class HeadScores:
                 rows.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {c} |")
         return "\n".join(rows)
 
+    def view(self, top: int = 10):
+        """Interactive views (:mod:`mechscope.display`): one layers × heads heatmap per detector and a table of the
+        strongest heads with their class."""
+        from .. import display
+
+        title = "attention-head scores"
+        if not self.scores or next(iter(self.scores.values())).numel() == 0:
+            return display.empty(title, "no heads were scored")
+        maps = [display.heatmap(s, [f"L{i}" for i in range(s.shape[0])], [f"H{h}" for h in range(s.shape[1])],
+                                title=f"{kind} score", value_name=f"{kind} score", diverging=False)
+                for kind, s in self.scores.items()]
+        cls = self.classify()
+        rows = [[kind, head, value, cls[head]] for kind in self.scores for head, value in self.top(kind, 3)]
+        best = display.table(["detector", "head", "score", "class"], rows, title="top heads per detector")
+        summary = [(f"top {kind} head", f"{h} ({v:.3f})") for kind in self.scores for h, v in self.top(kind, 1)]
+        return display.panel(title, [best, *maps][: top + 1], summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def head_scores(model: HookedModel, data: InductionData | None = None, *, n: int = 4, seq_len: int = 20,
                 seed: int = 0, layers: Sequence[int] | None = None) -> HeadScores:

@@ -59,12 +59,33 @@ class PatchResult:
 
     def plot(self, path: str | Path | None = None, *, normalized: bool = False, title: str | None = None):
         """A heatmap Figure (rows × cols); saved as PNG when ``path`` is given."""
-        from ..report.plots import heatmap
+        from ..display.figures import heatmap
 
         values = self.normalized() if normalized else self.values
         label = f"{self.metric_name} (normalised)" if normalized else self.metric_name
         return heatmap(values, self.row_labels, self.col_labels, title=title or self.title or label,
                        colorbar_label=label, path=path)
+
+
+    def view(self, *, normalized: bool | None = None):
+        """An interactive heatmap (:mod:`mechscope.display`), normalised when the clean and corrupted metrics are
+        known (unless ``normalized=False``); an explicit empty view when no cell was patched."""
+        from .. import display
+
+        title = self.title or f"patching: {self.metric_name}"
+        if self.values.numel() == 0:
+            return display.empty(title, "no cells were patched (empty result)")
+        norm = (self.clean is not None and self.corrupted is not None and self.clean != self.corrupted
+                if normalized is None else normalized)
+        values = self.normalized() if norm else self.values
+        name = f"{self.metric_name} (normalised)" if norm else self.metric_name
+        hm = display.heatmap(values, self.row_labels, self.col_labels, title=title, value_name=name)
+        summary = [("clean " + self.metric_name, self.clean), ("corrupted " + self.metric_name, self.corrupted)]
+        summary = [(k, v) for k, v in summary if v is not None] + hm.summary
+        return display.panel(title, [hm], summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
 
 
 def correlation(a: Tensor, b: Tensor) -> float:

@@ -59,6 +59,26 @@ class DLAResult:
         return PatchResult(values, [f"L{layer}" for layer in range(self.n_layers)],
                            [f"H{h}" for h in range(self.n_heads)], "direct logit attribution", title="DLA per head")
 
+    def view(self, k: int = 20):
+        """Interactive views (:mod:`mechscope.display`): the ``k`` largest mean contributions as bars, and the
+        per-head contributions as a layers × heads heatmap when heads were split."""
+        from .. import display
+
+        title = "direct logit attribution"
+        if self.values.numel() == 0:
+            return display.empty(title, "no components (empty attribution)")
+        top = self.top(k)
+        children = [display.bar_chart([lab for lab, _ in top], [v for _, v in top],
+                                      title=f"top {len(top)} components (mean over prompts)", value_name="contribution")]
+        if "L0H0" in self.labels:
+            children.append(self.heads().view(normalized=False))
+        summary = [("total (mean)", float(self.total.float().mean())), ("bias term (mean)", float(self.bias.mean())),
+                   ("sum of contributions + bias", float(self.mean().sum() + self.bias.mean()))]
+        return display.panel(title, children, summary=summary + [(lab, v) for lab, v in top[:3]])
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def _ids(x: int | str | Sequence[int] | Tensor, model: HookedModel, batch: int) -> Tensor:
     if isinstance(x, str):

@@ -89,7 +89,7 @@ class LensResult:
 
     def plot_kl(self, path: str | Path | None = None, other: "LensResult | None" = None):
         """Mean KL to the final distribution per layer (next to ``other``, e.g. a tuned lens)."""
-        from ..report.plots import line_plot
+        from ..display.figures import line_plot
 
         series = {self.name: self.mean_kl().tolist()}
         if other is not None:
@@ -100,12 +100,38 @@ class LensResult:
     def plot_probs(self, target: str | int, path: str | Path | None = None, prompt: int = 0):
         """Heatmap of the probability of ``target`` per layer × position."""
         from ..interventions.patching import position_labels
-        from ..report.plots import heatmap
+        from ..display.figures import heatmap
 
         tid = self.model.to_single_token(target) if isinstance(target, str) else int(target)
         p = self.logits[:, prompt].float().softmax(-1)[..., tid]  # (L, T)
         return heatmap(p, self.layer_labels, position_labels(self.model, self.tokens), diverging=False,
                        title=f"{self.name}: p({target!r})", colorbar_label="probability", path=path)
+
+
+    def view(self, prompt: int = 0, max_positions: int = 48):
+        """Interactive views (:mod:`mechscope.display`): the top token and its probability per layer × position
+        of ``prompt`` (the last ``max_positions`` positions), and the mean KL to the final distribution."""
+        from .. import display
+        from ..interventions.patching import position_labels
+
+        title = f"{self.name}"
+        if self.logits.numel() == 0 or self.logits.shape[2] == 0:
+            return display.empty(title, "no positions were decoded (empty input)")
+        p = self.logits[:, prompt, -max_positions:].float().softmax(-1)  # (L, T, V)
+        top_p, top_i = p.max(-1)  # (L, T)
+        text = [[self.model.to_string([int(i)]) for i in row] for row in top_i]
+        labels = position_labels(self.model, self.tokens) if prompt == 0 else list(map(str, range(p.shape[1])))
+        cols = labels[-top_p.shape[1]:]
+        hm = display.heatmap(top_p, self.layer_labels, cols, title=f"{self.name}: top token per layer × position",
+                             value_name="probability of the top token", diverging=False, cell_text=text)
+        kl = display.line_plot({self.name: self.mean_kl().tolist()}, self.layer_labels,
+                               title="mean KL to the final distribution", y_label="KL (nats)")
+        final = [(f"top at {cols[-1]} ({lab})", f"{text[i][-1]!r} p={top_p[i, -1]:.3g}")
+                 for i, lab in list(enumerate(self.layer_labels))[-3:]]
+        return display.panel(title, [hm, kl], summary=final)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
 
 
 def residuals(model: HookedModel, inputs: Inputs) -> tuple[Float[Tensor, "layers batch pos d_model"], Tokens]:

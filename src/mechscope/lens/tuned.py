@@ -232,10 +232,22 @@ class LensComparison:
         return "\n".join(["| layer | logit lens KL | tuned lens KL |", "|---|---|---|", *rows])
 
     def plot(self, path: str | Path | None = None):
-        from ..report.plots import line_plot
+        from ..display.figures import line_plot
 
         return line_plot({"logit lens": self.logit_lens_kl.tolist(), "tuned lens": self.tuned_lens_kl.tolist()},
                          self.layer_labels, title="KL to the final distribution", ylabel="KL (nats)", path=path)
+
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): mean KL per layer of both lenses."""
+        from .. import display
+
+        if not self.layer_labels:
+            return display.empty("logit lens vs tuned lens", "no layers")
+        return display.line_plot({"logit lens": self.logit_lens_kl.tolist(), "tuned lens": self.tuned_lens_kl.tolist()},
+                                 self.layer_labels, title="KL to the final distribution", y_label="KL (nats)")
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
 
 
 def compare_lenses(model: HookedModel, lens: TunedLens, inputs: Inputs) -> LensComparison:

@@ -173,13 +173,35 @@ class ProbeResult:
         return "\n".join([head, "|---|---|---|---|", *rows, f"\nmajority baseline: {self.baseline:.3f}"])
 
     def plot(self, path: str | Path | None = None):
-        from ..report.plots import line_plot
+        from ..display.figures import line_plot
 
         series = {"train": self.train.tolist(), "test": self.test.tolist()}
         if self.control is not None:
             series["control"] = self.control.tolist()
         return line_plot(series, self.layer_labels, title=f"linear probe on {self.hook_kind}", ylabel=self.metric,
                          path=path)
+
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): train, test and control scores per layer."""
+        from .. import display
+
+        title = f"linear probe on {self.hook_kind}"
+        if not self.layer_labels:
+            return display.empty(title, "no layers were probed")
+        series = {"train": self.train.tolist(), "test": self.test.tolist()}
+        if self.control is not None:
+            series["control (shuffled labels)"] = self.control.tolist()
+        series["majority baseline"] = [self.baseline] * len(self.layer_labels)
+        best = int(self.test.argmax())
+        summary = [("best layer", self.best_layer()), (f"test {self.metric} there", float(self.test[best])),
+                   ("majority baseline", self.baseline)]
+        if self.control is not None:
+            summary.append((f"control {self.metric} there", float(self.control[best])))
+        return display.panel(title, [display.line_plot(series, self.layer_labels, title=title, y_label=self.metric)],
+                             summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
 
 
 def token_activations(model: HookedModel, inputs: Inputs, kind: str, layers: Sequence[int],

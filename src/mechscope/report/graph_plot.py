@@ -15,7 +15,7 @@ matplotlib.use("Agg", force=False)
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .plots import _save  # noqa: E402
+from ..display.figures import save_figure as _save  # noqa: E402
 
 KIND_STYLE = {  # marker, colour, label
     "feature": ("o", "#2b8cbe", "transcoder feature"),

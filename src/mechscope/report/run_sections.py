@@ -260,7 +260,7 @@ def _acdc(s: Section, path: Path, ctx: dict) -> None:
 def _heads(s: Section, path: Path, ctx: dict) -> None:
     import torch
 
-    from .plots import heatmap
+    from ..display.figures import heatmap
 
     d = read_json(path)
     scores = d.get("scores", {})
@@ -284,7 +284,7 @@ def _heads(s: Section, path: Path, ctx: dict) -> None:
 
 
 def _probe(s: Section, path: Path, ctx: dict) -> None:
-    from .plots import line_plot
+    from ..display.figures import line_plot
 
     d = read_json(path)
     rows = d.get("layers", [])
