@@ -59,3 +59,26 @@ def test_train_from_an_activation_cache(model_dir: Path, corpus: Path, tmp_path:
     manifest = json.loads((tmp_path / "acts" / "manifest.json").read_text())
     assert manifest["complete"] and manifest["tokens"] >= 4 * 64
     assert (tmp_path / "run" / "relu_blocks.1.resid_post" / "cfg.json").is_file()
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", "inf"), ("--lr", "nan"), ("--sparsity-coefficient", "-inf"),
+                                         ("--beta1", "nan"), ("--resample-scale", "inf")])
+def test_train_refuses_non_finite_numbers(model_dir: Path, tmp_path: Path, capsys, flag: str, value: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--model", str(model_dir), "--hook", "blocks.1.resid_post", f"{flag}={value}", "--out",
+              str(tmp_path / "r")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and "not a finite number" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_refuses_a_run_folder_before_loading_anything(tmp_path: Path, capsys) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.jsonl").write_text("")
+    argv = ["train", "--model", str(tmp_path / "no-such-model"), "--hook", "blocks.1.resid_post", "--out",
+            str(tmp_path / "r")]
+    assert main(argv) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert main([*argv, "--resume", "--overwrite"]) == 2
+    assert "exclude each other" in capsys.readouterr().err

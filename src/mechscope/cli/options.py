@@ -16,6 +16,8 @@ import typing
 from functools import lru_cache
 from typing import Any
 
+from ..validation import finite_float
+
 
 @lru_cache(maxsize=None)
 def field_docs(cls: type) -> dict[str, str]:
@@ -45,6 +47,13 @@ def _base_type(tp: Any) -> Any:
     return tp
 
 
+def arg_type(tp: Any) -> Any:
+    """The argparse ``type=`` of a field type: floats must be finite (``nan`` / ``inf`` are refused at parse time)."""
+    if tp is float:
+        return finite_float
+    return tp if tp in (int, str) else str
+
+
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """Add one ``--option`` per field of dataclass ``cls`` (defaults and help from the class)."""
     hints = typing.get_type_hints(cls)
@@ -62,13 +71,13 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: tupl
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif typing.get_origin(tp) in (list, tuple):
             item = typing.get_args(tp)[0] if typing.get_args(tp) else str
-            parser.add_argument(flag, nargs="+", type=item, default=default, required=required, help=help_text)
+            parser.add_argument(flag, nargs="+", type=arg_type(item), default=default, required=required,
+                                help=help_text)
         elif typing.get_origin(tp) is typing.Literal:
             parser.add_argument(flag, choices=typing.get_args(tp), default=default, required=required,
                                 help=help_text)
         else:
-            parser.add_argument(flag, type=tp if tp in (int, float, str) else str, default=default,
-                                required=required, help=help_text)
+            parser.add_argument(flag, type=arg_type(tp), default=default, required=required, help=help_text)
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:

@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 
 from ..data.specs import SOURCE_HELP
-from .options import field_docs
+from .options import arg_type, field_docs
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ def _add_group(parser: argparse.ArgumentParser, cls: type, prefix: str, skip: tu
         elif typing.get_origin(base) is typing.Literal:
             group.add_argument(flag, dest=dest, choices=typing.get_args(base), default=default, help=text)
         else:
-            group.add_argument(flag, dest=dest, type=base if base in (int, float, str) else str, default=default,
-                               help=text)
+            group.add_argument(flag, dest=dest, type=arg_type(base), default=default, help=text)
 
 
 def _build(args: argparse.Namespace, group: str) -> typing.Any:
@@ -79,7 +78,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="stdlib", help=SOURCE_HELP + " (default: stdlib)")
     p.add_argument("--field", default="text", help="JSONL field / Parquet column / dataset field holding the text")
     p.add_argument("--cache", default=None, help="write activations to this folder first (resumable shards)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest valid checkpoint (the settings must match)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without --resume or --overwrite a non-empty --out is "
+                        "refused)")
     p.add_argument("--eval-contexts", type=int, default=32, help="held-out contexts for eval.json (0: skip)")
     p.add_argument("--device", default=None, help="device of model and dictionaries (default: cpu / this rank's GPU)")
     for _, path, prefix, skip in GROUPS:
@@ -94,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     from mechscope.evals import evaluate_run
     from mechscope.training import TrainConfig, init_distributed, shutdown, train
 
+    from mechscope.training import check_run_folder
+
+    check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)  # before any expensive work
     info = init_distributed(args.device)
     model = ms.load_model(args.model)
     if info.device != "cpu":
@@ -124,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
                                            world_size=info.world_size)
     meta = {"data": {"source": args.source, "field": args.field, "pack": dataclasses.asdict(pack_cfg),
                      "buffer_rows": store_cfg.buffer_rows}}
-    result = train(store, specs, cfg, out=args.out, model_name=args.model, resume=args.resume, info=info, meta=meta)
+    result = train(store, specs, cfg, out=args.out, model_name=args.model, resume=args.resume,
+                   overwrite=args.overwrite, info=info, meta=meta)
     if info.is_main:
         for name, m in result.metrics.items():
             log.info("%s: loss %.4g, fvu %.4f, l0 %.1f", name, m.get("loss", float("nan")), m.get("fvu", float("nan")),

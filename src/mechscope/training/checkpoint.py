@@ -1,16 +1,22 @@
-"""Atomic checkpoints: tensors in safetensors, everything else in JSON (never pickle).
+"""Atomic, verified checkpoints: tensors in safetensors, everything else in JSON (never pickle).
 
 A checkpoint is a folder ``checkpoints/step_00000100/`` holding ``state.safetensors`` (dictionary weights, Adam
-moments, dead-latent counters, the torch RNG state) and ``state.json`` (step, rows seen, names, config). It is
-written into a temporary folder that is renamed into place, so a killed run never leaves a half checkpoint; the
-latest complete folder is the one :func:`latest_checkpoint` returns.
+moments, dead-latent counters, the torch RNG state) and ``state.json`` (step, rows seen, names, config, the run's
+id and the sha256 of ``state.safetensors``). It is written and fsynced into a temporary folder that is renamed into
+place, so a killed run never leaves a half checkpoint under a ``step_`` name.
+
+Reading verifies the checksum, so a truncated or damaged file is reported (:class:`CheckpointError`, naming the
+file) instead of being half-read. Pruning keeps the ``keep`` newest checkpoints *of the same run* (``run_id``):
+checkpoints that belong to another run, or whose state cannot be read, are never counted as this run's older ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,11 +28,34 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 PREFIX = "step_"
+STATE_JSON = "state.json"
+STATE_TENSORS = "state.safetensors"
+_STEP_DIR = re.compile(rf"^{PREFIX}(\d+)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (missing, truncated or corrupt file); the message names the file."""
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def save_checkpoint(folder: str | os.PathLike[str], step: int, tensors: dict[str, Tensor], state: dict[str, Any],
                     *, keep: int = 2) -> Path:
-    """Write checkpoint ``step`` under ``folder`` atomically; keep the ``keep`` newest."""
+    """Write checkpoint ``step`` under ``folder`` atomically; keep the ``keep`` newest of the same ``run_id``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{step:08d}"
@@ -34,36 +63,92 @@ def save_checkpoint(folder: str | os.PathLike[str], step: int, tensors: dict[str
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file({k: v.detach().cpu().clone() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1))
+    save_file({k: v.detach().cpu().clone() for k, v in tensors.items()}, str(tmp / STATE_TENSORS))
+    digest = file_sha256(tmp / STATE_TENSORS)
+    (tmp / STATE_JSON).write_text(json.dumps({**state, "step": step, "sha256": digest}, indent=1))
+    for name in (STATE_TENSORS, STATE_JSON):
+        _fsync(tmp / name)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    for old in list_checkpoints(folder)[:-keep]:
+    _fsync(folder)
+    run_id = state.get("run_id")
+    mine = [p for p in list_checkpoints(folder) if run_id is None or _run_id(p) == run_id]
+    for old in mine[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     log.info("checkpoint %s", final)
     return final
 
 
-def list_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:
-    """Complete checkpoint folders, oldest first."""
+def _run_id(path: Path) -> str | None:
+    try:
+        state = json.loads((path / STATE_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+    return state.get("run_id") if isinstance(state, dict) else None
+
+
+def checkpoint_dirs(folder: str | os.PathLike[str]) -> list[Path]:
+    """Every ``step_N`` folder (complete or not), oldest first."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX)
-             and (p / "state.json").is_file() and (p / "state.safetensors").is_file()]
+    found = [p for p in folder.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
+def list_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:
+    """Checkpoint folders holding both files, oldest first (their content is checked by :func:`load_checkpoint`)."""
+    return [p for p in checkpoint_dirs(folder) if (p / STATE_JSON).is_file() and (p / STATE_TENSORS).is_file()]
+
+
 def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
+    """The newest checkpoint folder holding both files (not verified; see :func:`latest_valid_checkpoint`)."""
     found = list_checkpoints(folder)
     return found[-1] if found else None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """``(tensors, state)`` of one checkpoint folder."""
+    """``(tensors, state)`` of one checkpoint folder, verified; :class:`CheckpointError` names a bad file."""
     path = Path(path)
-    return load_file(str(path / "state.safetensors")), json.loads((path / "state.json").read_text())
+    state_path, tensor_path = path / STATE_JSON, path / STATE_TENSORS
+    for p in (state_path, tensor_path):
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint file {p} is missing")
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"checkpoint file {state_path} is truncated or corrupt: {e}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise CheckpointError(f"checkpoint file {state_path} holds no checkpoint state (no integer 'step')")
+    expected = state.get("sha256")
+    if expected is not None and file_sha256(tensor_path) != expected:
+        raise CheckpointError(f"checkpoint file {tensor_path} is truncated or corrupt (its sha256 differs from the "
+                              f"one recorded in {STATE_JSON})")
+    try:
+        tensors = load_file(str(tensor_path))
+    except Exception as e:  # safetensors raises SafetensorError / OSError depending on the damage
+        raise CheckpointError(f"checkpoint file {tensor_path} is truncated or corrupt: {e}") from None
+    return tensors, state
+
+
+def latest_valid_checkpoint(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Tensor], dict[str, Any]] | None:
+    """The newest checkpoint that loads, with its ``(tensors, state)``; damaged newer ones are skipped (logged).
+
+    None when ``folder`` holds no checkpoint at all; :class:`CheckpointError` naming every file when none is valid.
+    """
+    problems = []
+    for path in reversed(checkpoint_dirs(folder)):
+        try:
+            tensors, state = load_checkpoint(path)
+        except CheckpointError as e:
+            log.warning("skipping checkpoint %s: %s", path.name, e)
+            problems.append(str(e))
+            continue
+        return path, tensors, state
+    if problems:
+        raise CheckpointError(f"no valid checkpoint in {folder}: " + "; ".join(problems))
+    return None
 
 
 def rng_tensors() -> dict[str, Tensor]:
