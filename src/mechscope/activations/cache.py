@@ -20,6 +20,7 @@ from ..models.hook_points import HookNameError, block_name, normalise_kind
 
 if TYPE_CHECKING:
     from ..models.hooked import HookedModel
+    from .attention import AttentionPattern
     from ..models.tokens import Tokens
 
 
@@ -74,6 +75,45 @@ class ActivationCache(Mapping):
         moved = {k: v.to(device=device or v.device, dtype=dtype if (dtype and v.is_floating_point()) else v.dtype)
                  for k, v in self._store.items()}
         return ActivationCache(moved, self.model, self.tokens)
+
+    # -- display ---------------------------------------------------------------------------------------------
+    def attention(self, layer: int, prompt: int = 0) -> "AttentionPattern":
+        """Layer ``layer``'s attention pattern for ``prompt`` (padding removed), with a per-head notebook viewer.
+        Needs ``blocks.{layer}.attn.pattern`` in the cache."""
+        from .attention import AttentionPattern
+
+        if layer < 0:
+            layer += self.model.cfg.n_layers
+        pattern = self[f"blocks.{layer}.attn.pattern"]  # (B, H, Q, K)
+        if not 0 <= prompt < pattern.shape[0]:
+            raise IndexError(f"prompt {prompt} out of range: this cache holds {pattern.shape[0]} prompts")
+        n = int(self.tokens.lengths[prompt])
+        ids = self.tokens.input_ids[prompt, :n].tolist()
+        strs = [self.model.to_string([i]) for i in ids]
+        return AttentionPattern(pattern[prompt, :, :n, :n].detach().float().cpu(), strs, layer, prompt)
+
+    def view(self):
+        """A summary (:mod:`mechscope.display`): the prompts and every cached tensor's shape, dtype and scale."""
+        from .. import display
+
+        title = f"ActivationCache: {len(self)} tensors"
+        if not self._store:
+            return display.empty("ActivationCache", "nothing was cached (pass names=... to run_with_cache)")
+        rows = [[name, " × ".join(map(str, t.shape)), str(t.dtype).replace("torch.", ""), str(t.device),
+                 float(t.float().norm(dim=-1).mean()) if t.is_floating_point() and t.numel() else None]
+                for name, t in self._store.items()]
+        prompts = [self.model.to_string(self.tokens.input_ids[b, :int(n)].tolist())
+                   for b, n in enumerate(self.tokens.lengths[:4])]
+        children = [display.table(["name", "shape", "dtype", "device", "mean norm (last dim)"], rows,
+                                  title="cached tensors")]
+        if any(".attn.pattern" in n for n in self._store):
+            children.append(display.text("call cache.attention(layer) for the per-head attention viewer"))
+        summary = [("prompts", int(self.tokens.input_ids.shape[0])), ("positions", int(self.tokens.input_ids.shape[1]))]
+        summary += [(f"prompt {i}", p) for i, p in enumerate(prompts)]
+        return display.panel(title, children, summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
 
     # -- stacking --------------------------------------------------------------------------------------------
     def stack(self, kind: str, layers: range | list[int] | None = None) -> Tensor:

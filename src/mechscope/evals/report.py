@@ -81,6 +81,33 @@ class EvalReport:
                                          "downstream": dataclasses.asdict(ev.downstream) if ev.downstream else None}
         return out
 
+    def view(self):
+        """Interactive views (:mod:`mechscope.display`): the headline numbers of every dictionary in one table, and
+        each dictionary's feature-density histogram."""
+        from .. import display
+
+        if not self.dictionaries:
+            return display.empty("dictionary evaluation", "no dictionary was evaluated")
+        data = self.to_json()["dictionaries"]
+        cols = ["dictionary", "arch", "hook", "d_sae", "L0", "FVU", "cosine", "dead", "CE recovered", "KL"]
+        rows = [[name, d.get("arch"), d.get("hook"), d.get("d_sae"), d["l0"], d["fvu"], d["cosine"],
+                 d["dead_fraction"], (d["downstream"] or {}).get("ce_recovered"), (d["downstream"] or {}).get("kl")]
+                for name, d in data.items()]
+        hists = []
+        for name, d in data.items():
+            h = d["density_histogram"]
+            edges = h["bin_edges_log10"]
+            labels = ["never"] + [f"1e{a:.1f}..1e{b:.1f}" for a, b in zip(edges, edges[1:])]
+            hists.append(display.bar_chart(labels, [*h["never_fired"], *h["counts"]], value_name="latents",
+                                           title=f"{name}: latents by log10 firing frequency"))
+        summary = [(f"{r[0]}: FVU / L0 / CE recovered", " / ".join(
+            "–" if v is None else f"{v:.4g}" for v in (r[5], r[4], r[8]))) for r in rows]
+        return display.panel(f"dictionary evaluation ({self.model or 'no model'})",
+                             [display.table(cols, rows, title="headline numbers"), *hists], summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write ``eval.json`` atomically."""
         path = Path(path)

@@ -24,6 +24,7 @@ complete file is moved into place (``os.replace``), so ``NAME`` is never half-wr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -85,6 +86,19 @@ class FeatureCard:
     suppressed: list[TokenScore] = field(default_factory=list)
     input_tokens: list[TokenScore] = field(default_factory=list)
     neighbours: list[tuple[int, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the ``card`` layout of the web UI's API)."""
+        return dataclasses.asdict(self)
+
+    def view(self):
+        """The web UI's feature card (:func:`mechscope.display.feature_card`)."""
+        from .. import display
+
+        return display.feature_card(self.to_dict())
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
 
 
 def _fingerprint(stats: FeatureStats, extra: dict[str, Any]) -> str:

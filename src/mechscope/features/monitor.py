@@ -12,6 +12,7 @@ activation exceeds its threshold; each watched feature gets a score per text, ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,26 @@ class MonitorResult:
             lines.append(f"  feature {f}: score {score:.3f}  {where}")
         return "\n".join(lines)
 
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): every watched feature's score and where it fired."""
+        from .. import display
+
+        title = f"feature monitor: {'fired' if self.any_fired else 'nothing fired'}"
+        if not self.scores:
+            return display.empty("feature monitor", "no feature was watched on this text")
+        rows = [[f, score, self.max_acts.get(f), len(self.fired.get(f, [])),
+                 ", ".join(f"{x.position}:{x.token!r}" for x in self.fired.get(f, [])[:6]) or "–"]
+                for f, score in sorted(self.scores.items(), key=lambda kv: -kv[1])]
+        children = [display.table(["feature", "score (max / threshold)", "max activation", "firings", "where"], rows,
+                                  title="watched features"),
+                    display.text(self.text, title=f"text ({len(self.tokens)} tokens)")]
+        summary = [("tokens", len(self.tokens)), ("fired", ", ".join(map(str, sorted(self.fired))) or "none")]
+        summary += [(f"feature {r[0]} score", r[1]) for r in rows[:4]]
+        return display.panel(title, children, summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 class FeatureMonitor:
     """Watch ``{feature: threshold}`` of a dictionary (or :class:`FeatureSource`) on a model."""
@@ -69,9 +90,10 @@ class FeatureMonitor:
         if not watches:
             raise FeatureError("give at least one {feature: threshold} to watch")
         self.features = [self.source.check_feature(f) for f in watches]
+        for f, t in watches.items():
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+                raise FeatureError(f"the threshold of feature {f} must be a finite positive activation, got {t!r}")
         self.thresholds = torch.tensor([float(t) for t in watches.values()])
-        if bool((self.thresholds <= 0).any()):
-            raise FeatureError("thresholds must be positive activations")
         self.idx = torch.tensor(self.features, dtype=torch.long)
         tok = model.tokenizer
         self.bos = tok.bos_token_id if tok is not None else None
@@ -115,6 +137,10 @@ class FeatureMonitor:
     @torch.no_grad()
     def generate(self, prompt: str, max_new_tokens: int = 30, **kwargs: Any) -> tuple[str, MonitorResult]:
         """Generate from ``prompt`` while monitoring every position (prompt and new tokens)."""
+        if not isinstance(prompt, str) or not prompt:
+            raise FeatureError(f"prompt must be a non-empty string, got {prompt!r}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise FeatureError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
         name = self.source.hook_names[0]
         steps: list[Tensor] = []
         ids: list[Tensor] = []

@@ -22,8 +22,20 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..validation import check_finite
 from .logits import decoder_directions
 from .source import FeatureError, FeatureSource
+
+
+def _finite(value: Any, name: str) -> float:
+    """``value`` as a float, or :class:`FeatureError` naming ``name`` when it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FeatureError(f"{name} must be a number, got {value!r}")
+    try:
+        check_finite(value, name)
+    except ValueError as e:
+        raise FeatureError(str(e)) from None
+    return float(value)
 
 
 @dataclass
@@ -43,10 +55,16 @@ def feature_vector(dictionary: Any, feature: int, strength: float, max_activatio
     """
     dirs = decoder_directions(dictionary)
     f = FeatureSource([], dictionary.encode, dirs.shape[0]).check_feature(feature)
+    strength = _finite(strength, "strength")
+    where = "max_activation"
     if max_activation is None:
         if stats is None:
             raise FeatureError("give max_activation= or stats= (the feature's max activation sets the scale)")
-        max_activation = float(stats.max_act[f])
+        max_activation, where = float(stats.max_act[f]), f"the max activation of feature {f} in stats"
+    max_activation = _finite(max_activation, where)
+    if max_activation <= 0:
+        raise FeatureError(f"{where} must be positive (the feature's largest activation sets the scale), got "
+                           f"{max_activation!r}" + ("; the feature never fired" if max_activation == 0 else ""))
     hook = dictionary.hook_name_out
     if hook is None:
         raise FeatureError("the dictionary records no output hook point; set dictionary.cfg.hook_name")
@@ -60,6 +78,11 @@ def contrastive_vector(model: Any, hook_name: str, positive: Sequence[str], nega
     if len(positive) != len(negative) or not positive:
         raise FeatureError(f"contrastive steering needs pairs: got {len(positive)} positive and "
                            f"{len(negative)} negative prompts")
+    strength = _finite(strength, "strength")
+    if any(not isinstance(p, str) or not p for p in [*positive, *negative]):
+        raise FeatureError("contrastive prompts must be non-empty strings")
+    if position not in ("last", "mean"):
+        raise FeatureError(f"position must be 'last' or 'mean', got {position!r}")
     name = model.resolve(hook_name).name
 
     def mean_act(prompts: Sequence[str]) -> Tensor:
@@ -92,8 +115,10 @@ def steering_hooks(vectors: Sequence[SteeringVector]) -> list[tuple[str, Any]]:
 def clamped(model: Any, dictionary: Any, values: dict[int, float]) -> Iterator[Any]:
     """Hold ``{feature: value}`` fixed at every position, through encode/decode with the error term kept."""
     src = FeatureSource([], dictionary.encode, dictionary.d_sae)
+    if not values:
+        raise FeatureError("give at least one {feature: value} to clamp")
     idx = torch.tensor([src.check_feature(f) for f in values], dtype=torch.long)
-    val = torch.tensor(list(values.values()), dtype=torch.float32)
+    val = torch.tensor([_finite(v, f"clamp value of feature {f}") for f, v in values.items()], dtype=torch.float32)
 
     def edit(f: Tensor) -> Tensor:
         f = f.clone()
@@ -137,6 +162,34 @@ class SteeringResult:
             lines += [f"baseline: {self.baseline_text!r}", f"steered:  {self.steered_text!r}"]
         return "\n".join(lines)
 
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): target probabilities, the watched feature and both
+        generations, with and without steering."""
+        from .. import display
+
+        title = "steering"
+        if not (self.target_tokens or self.feature is not None or self.baseline_text is not None):
+            return display.empty(title, "nothing was measured: give targets=, watch= or max_new_tokens > 0")
+        children = []
+        if self.target_tokens:
+            rows = [[repr(t), b, s, r] for t, b, s, r in zip(self.target_tokens, self.baseline_probs,
+                                                            self.steered_probs, self.prob_ratio)]
+            children.append(display.table(["target", "p without", "p with steering", "ratio"], rows,
+                                          title="next-token probability of each target"))
+        if self.baseline_text is not None:
+            children.append(display.text(f"without: {self.prompt}{self.baseline_text}\n"
+                                         f"with:    {self.prompt}{self.steered_text}", title="generations"))
+        summary: list[tuple[str, Any]] = [("prompt", self.prompt), ("steering", ", ".join(self.labels) or "none")]
+        if self.feature is not None and self.baseline_feature_act is not None:
+            summary.append((f"feature {self.feature} activation", f"{self.baseline_feature_act:.4g} -> "
+                                                                   f"{self.steered_feature_act:.4g}"))
+        summary += [(f"p({t!r})", f"{b:.4g} -> {s:.4g}") for t, b, s in
+                    zip(self.target_tokens, self.baseline_probs, self.steered_probs)][:4]
+        return display.panel(title, children, summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def _target_ids(model: Any, targets: Sequence[str | int]) -> list[int]:
     return [t if isinstance(t, int) else model.to_single_token(t) for t in targets]
@@ -151,6 +204,19 @@ def steer(model: Any, prompt: str, vectors: Sequence[SteeringVector] = (), *, cl
     ``watch=(dictionary, feature)`` records that feature where the dictionary reads (after the steering when both
     use the same hook point). ``max_new_tokens > 0`` also generates both continuations.
     """
+    if not isinstance(prompt, str) or not prompt:
+        raise FeatureError(f"prompt must be a non-empty string, got {prompt!r}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise FeatureError(f"max_new_tokens must be an integer >= 0 (0: no generation), got {max_new_tokens!r}")
+    for i, v in enumerate(vectors):
+        if not isinstance(v, SteeringVector):
+            raise FeatureError(f"vectors[{i}] is a {type(v).__name__}, not a SteeringVector (feature_vector / "
+                               f"contrastive_vector make them)")
+        if not bool(torch.isfinite(v.vector).all()):
+            raise FeatureError(f"steering vector {v.label or i!r} holds NaN or inf values")
+    if clamp is not None:
+        for f, value in clamp[1].items():
+            _finite(value, f"clamp value of feature {f}")
     ids = _target_ids(model, targets)
     hooks = steering_hooks(vectors)
     labels = [v.label for v in vectors] + ([f"clamp {clamp[1]}"] if clamp else [])
