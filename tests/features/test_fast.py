@@ -129,3 +129,50 @@ def test_decoder_directions_are_what_decode_writes_per_unit_activation(arch, kwa
     assert dirs.shape == (16, 32)
     torch.testing.assert_close(dirs, written.float(), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(dirs, d.W_dec.detach().float().reshape(16, -1, 32)[:, -1], atol=1e-2)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_steering_and_monitors_refuse_non_finite_numbers(llama, bad):
+    from mechscope.features import FeatureMonitor
+    from mechscope.features.steering import SteeringVector, clamped, contrastive_vector
+
+    sae = ms.dictionaries.create("relu", d_in=32, d_sae=8, hook_name="blocks.1.resid_post")
+    with pytest.raises(FeatureError, match=r"strength must be a finite number"):
+        feature_vector(sae, 1, bad, max_activation=2.0)
+    with pytest.raises(FeatureError, match=r"max_activation must be a finite number"):
+        feature_vector(sae, 1, 2.0, max_activation=bad)
+    with pytest.raises(FeatureError, match=r"strength must be a finite number"):
+        contrastive_vector(llama, "blocks.1.resid_post", ["ab"], ["cd"], strength=bad)
+    nan_vec = SteeringVector("blocks.1.resid_post", torch.full((32,), bad), "broken")
+    with pytest.raises(FeatureError, match="'broken' holds NaN or inf"):
+        steer(llama, "abc", [nan_vec])
+    with pytest.raises(FeatureError, match="clamp value of feature 2 must be a finite number"):
+        steer(llama, "abc", clamp=(sae, {2: bad}))
+    with pytest.raises(FeatureError, match="clamp value of feature 2"):
+        with clamped(llama, sae, {2: bad}):
+            pass
+    with pytest.raises(FeatureError, match="threshold of feature 3 must be a finite positive activation"):
+        FeatureMonitor(llama, sae, {3: bad})
+
+
+def test_steering_and_monitors_refuse_empty_or_meaningless_arguments(llama):
+    from mechscope.features import FeatureMonitor
+
+    sae = ms.dictionaries.create("relu", d_in=32, d_sae=8, hook_name="blocks.1.resid_post")
+    vec = feature_vector(sae, 1, 2.0, max_activation=1.5)
+    for kwargs, match in [({"prompt": ""}, "prompt must be a non-empty string"),
+                          ({"max_new_tokens": -1}, "max_new_tokens must be an integer >= 0"),
+                          ({"max_new_tokens": 1.5}, "max_new_tokens must be an integer")]:
+        with pytest.raises(FeatureError, match=match):
+            steer(llama, **{"prompt": "abc", "vectors": [vec], **kwargs})
+    with pytest.raises(FeatureError, match="never fired"):
+        feature_vector(sae, 1, 2.0, max_activation=0.0)
+    for watches, match in [({}, "at least one"), ({1: 0.0}, "finite positive"), ({1: -1}, "finite positive"),
+                           ({99: 1.0}, "out of range")]:
+        with pytest.raises(FeatureError, match=match):
+            FeatureMonitor(llama, sae, watches)
+    mon = FeatureMonitor(llama, sae, {1: 1.0})
+    with pytest.raises(FeatureError, match="max_new_tokens must be an integer >= 1"):
+        mon.generate("abc", 0)
+    with pytest.raises(FeatureError, match="non-empty"):
+        mon.scan([""])

@@ -35,7 +35,7 @@ class LensCliConfig:
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
-            raise ValueError(f"--top-k must be at least 1, got {self.top_k}")
+            raise ValueError(f"--top-k must be in 1..(vocabulary size), got {self.top_k}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -87,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
     from .outputs import token_label, write_json, write_page, write_png
 
     cfg = dataclass_from_args(LensCliConfig, args)
+    if not args.prompt:
+        raise ValueError("the prompt must not be empty")
     model = ms.load_model(cfg.model)
+    vocab = int(model.W_U.shape[-1])
+    if cfg.top_k > vocab:
+        raise ValueError(f"--top-k must be in 1..{vocab} (the size of the model's vocabulary), got {cfg.top_k}")
     tuned = TunedLens.load(cfg.tuned) if cfg.tuned else None
     lenses = {"logit_lens": logit_lens(model, args.prompt)}
     if tuned is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
+from ..validation import check_finite_fields
 from .options import add_dataclass_options, dataclass_from_args
 
 
@@ -27,6 +28,23 @@ class MonitorConfig:
     model: str | None = None
     """Model; default: the dictionary's recorded model_name."""
 
+    def __post_init__(self) -> None:
+        check_finite_fields(self, "monitor")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if not self.features:
+            raise ValueError("--features needs at least one feature")
+        if len(self.thresholds) not in (1, len(self.features)):
+            raise ValueError(f"give one threshold or one per feature ({len(self.features)}), got "
+                             f"{len(self.thresholds)}")
+        bad = [t for t in self.thresholds if not t > 0]
+        if bad:
+            raise ValueError(f"--thresholds must be positive activations, got {bad[0]!r}")
+        if not self.texts and self.generate is None:
+            raise ValueError("give --texts or --generate PROMPT")
+        if any(not t for t in self.texts) or self.generate == "":
+            raise ValueError("texts to monitor (--texts / --generate) must not be empty")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="report where watched features fire",
@@ -42,10 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from ..models.loading import load_model
 
     cfg = dataclass_from_args(MonitorConfig, args)
-    if len(cfg.thresholds) not in (1, len(cfg.features)):
-        raise ValueError(f"give one threshold or one per feature ({len(cfg.features)}), got {len(cfg.thresholds)}")
-    if not cfg.texts and cfg.generate is None:
-        raise ValueError("give --texts or --generate PROMPT")
     d = dictionaries.load(cfg.dictionary).eval()
     model = load_model(cfg.model or d.model_name)
     thresholds = cfg.thresholds * len(cfg.features) if len(cfg.thresholds) == 1 else cfg.thresholds

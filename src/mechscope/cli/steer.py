@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
+from ..validation import check_finite_fields
 from .options import add_dataclass_options, dataclass_from_args
 
 
@@ -30,6 +31,17 @@ class SteerConfig:
     """Single-token strings whose next-token probability is reported."""
     max_new_tokens: int = 30
     """Tokens generated with and without steering."""
+
+    def __post_init__(self) -> None:
+        check_finite_fields(self, "steer")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if not self.prompt:
+            raise ValueError("--prompt must not be empty")
+        if not self.features:
+            raise ValueError("--features needs at least one feature")
+        if self.max_activation is not None and self.max_activation <= 0:
+            raise ValueError(f"--max-activation must be positive, got {self.max_activation}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

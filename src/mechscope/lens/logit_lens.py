@@ -77,6 +77,13 @@ class LensResult:
 
     def top_k(self, k: int = 5, pos: int = -1, prompt: int = 0) -> list[list[tuple[str, float]]]:
         """Top-``k`` (token, probability) per layer at ``pos`` of ``prompt``."""
+        vocab, (_, n_prompts, n_pos, _) = self.logits.shape[-1], self.logits.shape
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= vocab:
+            raise ValueError(f"k must be an integer in 1..{vocab} (the vocabulary size), got {k!r}")
+        if not -n_prompts <= prompt < n_prompts:
+            raise IndexError(f"prompt {prompt} is out of range: the lens holds {n_prompts} prompt(s)")
+        if not -n_pos <= pos < n_pos:
+            raise IndexError(f"pos {pos} is out of range: the prompts have {n_pos} positions")
         p = self.logits[:, prompt, pos].float().softmax(-1)  # (L, V)
         vals, ids = p.topk(k, -1)
         return [[(self.model.to_string([i]), float(v)) for v, i in zip(vr, ir)] for vr, ir in zip(vals, ids)]
