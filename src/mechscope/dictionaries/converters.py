@@ -291,30 +291,81 @@ def load_transcoder_set(folder: str | Path) -> list[Dictionary]:
         if not found or set(found) != set(range(len(found))):
             raise DictionaryFormatError(f"{folder}: expected layer_0..layer_N.safetensors, found layers {sorted(found)}")
         files = [found[i] for i in range(len(found))]
-    activation = config.get("activation")
-    hook_in = config.get("feature_input_hook", "mlp.hook_in")
-    hook_out = config.get("feature_output_hook", "hook_mlp_out")
-    out = []
-    for layer, file in enumerate(files):
-        raw = read_safetensors(file)
-        if "W_enc" not in raw or raw["W_enc"].dim() != 2 or "W_dec" not in raw:
-            raise DictionaryFormatError(f"{file}: expected W_enc [d_sae, d_in] and W_dec [d_sae, d_out]")
-        d_sae, d_in = raw["W_enc"].shape
-        arch = "jumprelu" if "activation_function.threshold" in raw else ("topk" if activation == "topk" else "relu")
-        raw.pop("k", None)
-        cfg = DictionaryConfig(d_in=d_in, d_sae=d_sae, d_out=raw["W_dec"].shape[-1], transcoder=True,
-                               apply_b_dec_to_input=False, skip_connection="W_skip" in raw,
-                               hook_name=_ct_hook(layer, hook_in), hook_name_out=_ct_hook(layer, hook_out),
-                               model_name=config.get("model_name"), dtype=dtype_name(raw["W_enc"].dtype))
-        tensors = {("threshold" if k == "activation_function.threshold" else k): v for k, v in raw.items()}
-        tensors["W_enc"] = raw["W_enc"].T
-        if arch == "topk" and not isinstance(config.get("k"), int):
-            raise DictionaryFormatError(f"{folder}/config.yaml: activation topk needs an integer k")
-        options = get_class("topk").Options(k=config["k"]) if arch == "topk" else None
-        out.append(_build(arch, cfg, tensors, str(file), options))
+    out = [load_transcoder_file(file, layer, config) for layer, file in enumerate(files)]
     logger.info("loaded %d circuit-tracer transcoders from %s", len(out), folder)
     return out
 
 
-__all__ = ["load_dictionary_learning", "load_gemma_scope", "load_sparsify", "load_transcoder_set",
+def load_transcoder_file(file: str | Path, layer: int, config: dict[str, Any], *, model_name: str | None = None
+                         ) -> Dictionary:
+    """One transcoder of a circuit-tracer set: ``layer_{i}.safetensors`` (layout in the module docstring) or a
+    Gemma Scope ``params.npz`` listed by the set's ``config.yaml``; hooks from ``feature_input_hook`` /
+    ``feature_output_hook``."""
+    file = Path(file)
+    hook_in = _ct_hook(layer, config.get("feature_input_hook", "mlp.hook_in"))
+    hook_out = _ct_hook(layer, config.get("feature_output_hook", "hook_mlp_out"))
+    model_name = model_name or config.get("model_name")
+    if file.suffix == ".npz":
+        return load_gemma_scope(file, hook_name=hook_in, hook_name_out=hook_out, model_name=model_name)
+    raw = read_safetensors(file)
+    if "W_enc" not in raw or raw["W_enc"].dim() != 2 or "W_dec" not in raw:
+        raise DictionaryFormatError(f"{file}: expected W_enc [d_sae, d_in] and W_dec [d_sae, d_out]")
+    d_sae, d_in = raw["W_enc"].shape
+    activation = config.get("activation")
+    arch = "jumprelu" if "activation_function.threshold" in raw else ("topk" if activation == "topk" else "relu")
+    raw.pop("k", None)
+    cfg = DictionaryConfig(d_in=d_in, d_sae=d_sae, d_out=raw["W_dec"].shape[-1], transcoder=True,
+                           apply_b_dec_to_input=False, skip_connection="W_skip" in raw, hook_name=hook_in,
+                           hook_name_out=hook_out, model_name=model_name, dtype=dtype_name(raw["W_enc"].dtype))
+    tensors = {("threshold" if k == "activation_function.threshold" else k): v for k, v in raw.items()}
+    tensors["W_enc"] = raw["W_enc"].T
+    if arch == "topk" and not isinstance(config.get("k"), int):
+        raise DictionaryFormatError(f"{file}: the set's config.yaml says activation topk but gives no integer k")
+    options = get_class("topk").Options(k=config["k"]) if arch == "topk" else None
+    return _build(arch, cfg, tensors, str(file), options)
+
+
+# ---------------------------------------------------------------------------------------------------- Llama Scope
+def load_llama_scope(folder: str | Path, *, model_name: str | None = None) -> Dictionary:
+    """A Llama Scope SAE folder: ``hyperparams.json`` + ``checkpoints/final.safetensors`` (``encoder.weight
+    [d_sae, d_in]``, ``encoder.bias``, ``decoder.weight [d_out, d_sae]``, ``decoder.bias``; JumpReLU with the scalar
+    ``jump_relu_threshold``). Dataset-wise normalisation (inputs scaled by ``sqrt(d_model) / norm_in``, outputs
+    by ``sqrt(d_model) / norm_out`` during training) is folded into the weights, so the dictionary reads and
+    writes the model's own activations."""
+    folder = Path(folder)
+    hp = read_json(folder / "hyperparams.json")
+    raw = read_safetensors(folder / "checkpoints" / "final.safetensors")
+    try:
+        d_model, d_sae, threshold = int(hp["d_model"]), int(hp["d_sae"]), float(hp["jump_relu_threshold"])
+        hook_in, hook_out = hp["hook_point_in"], hp.get("hook_point_out", hp["hook_point_in"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DictionaryFormatError(f"{folder}/hyperparams.json: missing or invalid field {e}") from e
+    expected = {"encoder.weight": (d_sae, d_model), "encoder.bias": (d_sae,), "decoder.weight": (d_model, d_sae),
+                "decoder.bias": (d_model,)}
+    validate_tensors(raw, expected, where=str(folder / "checkpoints" / "final.safetensors"),
+                     description="Llama Scope SAE")
+    norm = hp.get("norm_activation", "dataset-wise")
+    c_in = c_out = 1.0
+    if norm == "dataset-wise":
+        avg = hp.get("dataset_average_activation_norm") or {}
+        try:
+            c_in, c_out = d_model ** 0.5 / float(avg["in"]), d_model ** 0.5 / float(avg.get("out", avg["in"]))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+            raise DictionaryFormatError(f"{folder}/hyperparams.json: dataset-wise normalisation needs "
+                                        f"dataset_average_activation_norm.in/out ({e})") from e
+    elif norm not in ("none", None):
+        raise DictionaryFormatError(f"{folder}/hyperparams.json: norm_activation {norm!r} is not supported")
+    f32 = {k: v.float() for k, v in raw.items()}
+    tensors = {"W_enc": f32["encoder.weight"].T * c_in, "b_enc": f32["encoder.bias"],
+               "W_dec": f32["decoder.weight"].T / c_out, "b_dec": f32["decoder.bias"] / c_out,
+               "threshold": torch.full((d_sae,), threshold)}
+    canon_in, canon_out = to_canonical(hook_in), to_canonical(hook_out)
+    transcoder = canon_out != canon_in
+    cfg = DictionaryConfig(d_in=d_model, d_sae=d_sae, d_out=d_model if transcoder else None, transcoder=transcoder,
+                           hook_name=canon_in, hook_name_out=canon_out if transcoder else None,
+                           model_name=model_name, apply_b_dec_to_input=False)
+    return _build("jumprelu", cfg, tensors, str(folder))
+
+
+__all__ = ["load_dictionary_learning", "load_llama_scope", "load_transcoder_file", "load_gemma_scope", "load_sparsify", "load_transcoder_set",
            "save_transcoder_set"]

@@ -26,7 +26,8 @@ _TO_TL: dict[str, str] = {
     "attn_in": "ln1.hook_normalized",
 }
 # TransformerLens suffix -> canonical kind (import direction; several TL names map to one kind)
-_FROM_TL: dict[str, str] = {v: k for k, v in _TO_TL.items()} | {"hook_mlp_in": "mlp_in", "mlp.hook_in": "mlp_in"}
+_FROM_TL: dict[str, str] = {v: k for k, v in _TO_TL.items()} | {"hook_mlp_in": "mlp_in", "mlp.hook_in": "mlp_in",
+                                                       "mlp.hook_out": "mlp_out"}  # circuit-tracer Qwen3 sets
 _GLOBAL_TO_TL = {"embed": "hook_embed", "pos_embed": "hook_pos_embed", "final_norm": "ln_final.hook_normalized"}
 _GLOBAL_FROM_TL = {v: k for k, v in _GLOBAL_TO_TL.items()}
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
