@@ -176,3 +176,35 @@ def test_steering_and_monitors_refuse_empty_or_meaningless_arguments(llama):
         mon.generate("abc", 0)
     with pytest.raises(FeatureError, match="non-empty"):
         mon.scan([""])
+
+
+def test_damaged_feature_databases_name_the_file(llama, tmp_path):
+    import sqlite3
+
+    from mechscope.features import FeatureDBError
+
+    sae = ms.dictionaries.create("relu", d_in=32, d_sae=8, hook_name="blocks.1.resid_post")
+    stats = feature_stats(llama, sae, TEXTS, StatsConfig(top_k=3), batch_size=3)
+    good = build_database(tmp_path / "good.db", stats, llama, sae, chunk=3).read_bytes()
+    page = int.from_bytes(good[16:18], "big")
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t(x)")
+    con.commit()
+    con.close()
+    cases = {"empty.db": b"", "text.db": b"just some text, no database here\n" * 10,
+             "half.db": good[: len(good) // 2], "short.db": good[:60], "odd.db": good[: len(good) - 7]}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    for name, match in [("empty.db", "empty"), ("text.db", "not an SQLite file"), ("half.db", "truncated"),
+                        ("short.db", "truncated"), ("odd.db", "truncated"), ("other.db", "not a mechscope feature")]:
+        with pytest.raises(FeatureDBError, match=match) as err:
+            FeatureDB(tmp_path / name)
+        assert str(tmp_path / name) in str(err.value), name
+    garbled = bytearray(good)  # whole size, every page after the schema overwritten: fails at the first query
+    garbled[2 * page:] = b"\xa5" * (len(good) - 2 * page)
+    (tmp_path / "garbled.db").write_bytes(bytes(garbled))
+    with pytest.raises(FeatureDBError, match="garbled.db"):
+        with FeatureDB(tmp_path / "garbled.db") as db:
+            for f in range(db.d_sae):
+                db.card(f)

@@ -222,8 +222,92 @@ def _write_cooccurrence(con: sqlite3.Connection, stats: FeatureStats) -> None:
         for i, a in enumerate(feats) for j, b in enumerate(feats) if stats.cooc_counts[i, j] > 0])
 
 
+class FeatureDBError(FeatureError):
+    """A feature database file that cannot be read: empty, not SQLite, truncated, corrupt or without the schema.
+    The message names the file."""
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(path: Path) -> None:
+    """:class:`FeatureDBError` naming ``path`` unless it starts like a whole SQLite file (header and size).
+
+    Reads the 100-byte header only: the magic string, and the page size times the page count the header records
+    (when that count is current) against the file's size, which catches a truncated copy at once.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise FeatureDBError(f"feature database {path} is empty (0 bytes)")
+    with open(path, "rb") as f:
+        head = f.read(100)
+    if not head.startswith(SQLITE_MAGIC):
+        raise FeatureDBError(f"{path} is not a feature database: it is not an SQLite file")
+    if len(head) < 100:
+        raise FeatureDBError(f"feature database {path} is truncated ({size} bytes, shorter than an SQLite header)")
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    n_pages = int.from_bytes(head[28:32], "big")
+    if n_pages and head[24:28] == head[92:96] and size < page_size * n_pages:
+        raise FeatureDBError(f"feature database {path} is truncated: {size} bytes, its header records "
+                             f"{n_pages} pages of {page_size} bytes ({n_pages * page_size} bytes)")
+
+
+class _Rows(list):
+    """Rows already fetched (a damaged page then fails inside the query call, where the file is named)."""
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list:
+        return list(self)
+
+
+class _Connection:
+    """An ``sqlite3`` connection whose errors name the file (:class:`FeatureDBError`) and whose queries return
+    their rows fetched. ``raw`` is the plain connection."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.raw = sqlite3.connect(path)
+
+    def error(self, e: sqlite3.Error) -> FeatureDBError:
+        if "no such table" in str(e) or "no such column" in str(e):
+            return FeatureDBError(f"{self.path} is not a mechscope feature database ({e})")
+        return FeatureDBError(f"feature database {self.path} cannot be read ({e}); it may be truncated or corrupt: "
+                              f"build it again")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
+        try:
+            return _Rows(self.raw.execute(sql, params).fetchall())
+        except sqlite3.DatabaseError as e:
+            raise self.error(e) from None
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.DatabaseError as e:
+            raise self.error(e) from None
+
+    def __enter__(self) -> "_Connection":
+        self.raw.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return self.raw.__exit__(*exc)
+        except sqlite3.DatabaseError as e:
+            raise self.error(e) from None
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 class FeatureDB:
     """Read (and annotate) a finished feature database.
+
+    A file that is not a complete, readable feature database (empty, not SQLite, truncated, corrupt, another
+    schema) raises :class:`FeatureDBError` naming it, when opened or at the query that meets the damage.
 
     >>> db = FeatureDB("run/features.db")
     >>> db.search("comments"); db.by_token("def"); db.by_density(1e-3, 1e-1); db.card(12)
@@ -236,10 +320,21 @@ class FeatureDB:
             hint = (f" (an unfinished build is at {partial}; run the build again to resume it)"
                     if partial.exists() else "")
             raise FileNotFoundError(f"no feature database at {self.path}{hint}")
-        self.con = sqlite3.connect(self.path)
-        self.meta = {k: json.loads(v) for k, v in self.con.execute("SELECT key, value FROM meta")}
-        if not self.meta.get("complete"):
-            raise FeatureError(f"{self.path} is not a complete feature database")
+        check_sqlite_file(self.path)
+        self.con = _Connection(self.path)
+        try:
+            self.meta = {k: json.loads(v) for k, v in self.con.execute("SELECT key, value FROM meta")}
+            if not self.meta.get("complete"):
+                raise FeatureError(f"{self.path} is not a complete feature database")
+            d_sae = self.meta.get("d_sae")
+            if isinstance(d_sae, bool) or not isinstance(d_sae, int) or d_sae < 1:
+                raise FeatureDBError(f"{self.path} records no valid d_sae in its meta table (got {d_sae!r})")
+            self.con.execute("SELECT id FROM features LIMIT 1")
+        except (ValueError, TypeError) as e:
+            self.con.close()
+            if isinstance(e, FeatureError):
+                raise
+            raise FeatureDBError(f"{self.path} has an unreadable meta table: {e}") from None
 
     def close(self) -> None:
         self.con.close()
@@ -306,10 +401,14 @@ class FeatureDB:
         ``query`` is FTS5 syntax (words are ANDed; ``"a b"`` for a phrase; ``explanation: word`` for one column).
         """
         try:
-            rows = self.con.execute("SELECT rowid, snippet(search, -1, '[', ']', '...', 8) FROM search "
-                                    "WHERE search MATCH ? ORDER BY bm25(search) LIMIT ?", (query, limit)).fetchall()
+            rows = self.con.raw.execute("SELECT rowid, snippet(search, -1, '[', ']', '...', 8) FROM search "
+                                        "WHERE search MATCH ? ORDER BY bm25(search) LIMIT ?", (query, limit)).fetchall()
         except sqlite3.OperationalError as e:
+            if "malformed" in str(e) or "no such table" in str(e) or "not a database" in str(e):
+                raise self.con.error(e) from None
             raise FeatureError(f"bad search query {query!r}: {e}") from None
+        except sqlite3.DatabaseError as e:
+            raise self.con.error(e) from None
         return [(int(r), s) for r, s in rows]
 
     def by_token(self, token: str, where: str = "promoted", limit: int = 20) -> list[tuple[int, float]]:
