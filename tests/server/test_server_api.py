@@ -51,11 +51,20 @@ def test_feature_search_and_card(client):
 
 
 def test_fts_syntax_in_queries_is_harmless(client):
-    for q in ['"unbalanced', "a AND OR NOT (", "*", "capital)"]:
-        r = client.get("/api/runs/demo/features", params={"q": q})
-        assert r.status_code in (200, 422), (q, r.text)
-        if r.status_code == 422:
-            assert "no words" in r.json()["error"]
+    """FTS5 operators and quotes in a query are taken as plain words (each quoted), never as syntax."""
+    def search(q):
+        return client.get("/api/runs/demo/features", params={"q": q})
+
+    plain = search("capital").json()["hits"]
+    assert plain
+    assert search("capital)").json()["hits"] == plain          # the stray bracket is ignored, not an error
+    assert search('"capital').json()["hits"] == plain          # so is an unbalanced quote
+    assert search("capital OR zzzqqq").json()["hits"] == []     # OR is a word to find (ANDed), not an operator
+    r = search("a AND OR NOT (")
+    assert r.status_code == 200 and isinstance(r.json()["hits"], list)
+    for q in ("*", "()", '"'):
+        r = search(q)
+        assert r.status_code == 422 and "no words" in r.json()["error"], q
 
 
 def test_dashboard_is_linked_and_served_sandboxed(client):

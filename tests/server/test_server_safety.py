@@ -68,7 +68,7 @@ def test_unknown_run_and_feature(client):
     r = client.get("/api/runs/demo/features/abc")
     assert r.status_code == 422 and "feature" in r.json()["error"]
     r = client.get("/api/runs/demo/features/-1")
-    assert r.status_code in (404, 422)
+    assert r.status_code == 422 and "feature" in r.json()["error"] and "greater than or equal to 0" in r.json()["error"]
     r = client.get("/api/runs/evil/features")
     assert r.status_code == 404 and "no feature database" in r.json()["error"]
     r = client.get("/api/no/such/endpoint")

@@ -29,7 +29,7 @@ def serve(config: ServeConfig) -> None:
     import uvicorn
 
     app = create_app(config)
-    log.info("serving %s on http://%s:%d/", config.runs, config.host, config.port)
+    log.info("serving %s on %s", config.runs, config.url())
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", server_header=False)
 
 

@@ -122,12 +122,18 @@ def patch_job(req: PatchRequest, max_tokens: int) -> Job:
         if n_clean != n_corr:
             raise RunError(f"clean prompt has {n_clean} tokens but corrupted prompt {n_corr}; patching needs the "
                            f"same number of tokens", 422)
+        if model.to_str_tokens(req.clean) == model.to_str_tokens(req.corrupted):
+            raise RunError("clean and corrupted prompts are the same tokens: patching one into the other changes "
+                           "nothing; change the corrupted prompt", 422)
         ids = []
         for label, text in (("answer", req.answer), ("wrong", req.wrong)):
             try:
                 ids.append(model.to_single_token(text))
             except (ValueError, KeyError) as e:
                 raise RunError(f"{label}: {e}", 422) from None
+        if ids[0] == ids[1]:
+            raise RunError(f"answer and wrong are the same token ({req.answer!r}): their logit difference is always "
+                           f"0", 422)
         layers = list(range(0, model.cfg.n_layers, req.layer_step))
         res = patch_sweep(model, req.clean, req.corrupted, logit_diff(ids[0], ids[1]), kind=req.kind, axis="pos",
                           layers=layers)

@@ -1,4 +1,14 @@
-"""The FastAPI application: middleware (body limit, security headers), error handlers, static pages, routers.
+"""The FastAPI application: middleware (token, body limit, security headers), error handlers, static pages, routers.
+
+Errors: every failure is JSON ``{"error": message}``. Bad data (a damaged file in a run, arguments a library
+function refuses) answers 4xx: mechscope's own exceptions and ``ValueError`` map to 422 (a file in a run that
+cannot be read: 409), and are logged with their traceback at warning level; only an unexpected exception (a bug)
+answers 500, logged as an error.
+
+Token: when the config has a token (always for a non-loopback host), every ``/api/`` request must carry it, as
+``Authorization: Bearer TOKEN``, ``X-Mechscope-Token: TOKEN``, ``?token=TOKEN`` or the ``mechscope_token`` cookie
+that the page sets when it is opened with ``?token=`` (so that dashboards in frames and file links work); otherwise
+401. The page itself and static files carry no data and need no token.
 
 ``/openapi.json`` is the documented contract of the JSON API. FastAPI's own ``/docs`` page loads Swagger UI from a
 CDN, which cannot work offline, so it is switched off and ``/docs`` serves a small local page that renders
@@ -7,6 +17,7 @@ CDN, which cannot work offline, so it is switched off and ``/docs`` serves a sma
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +53,49 @@ class ServerContext:
                 from ..models.loading import load_model as _load
                 return _load(config.model)
         self.worker = ModelWorker(load_model, max_queue=config.max_queue)
+
+
+TOKEN_HEADER = "x-mechscope-token"
+TOKEN_COOKIE = "mechscope_token"
+
+
+def request_token(request: Request) -> str | None:
+    """The token a request carries (header, bearer, cookie or query), if any."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return (request.headers.get(TOKEN_HEADER) or request.query_params.get("token")
+            or request.cookies.get(TOKEN_COOKIE))
+
+
+def token_ok(request: Request, token: str) -> bool:
+    given = request_token(request)
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _library_status(exc: Exception) -> int | None:
+    """The 4xx status of an exception that reports bad input or bad data; None for an unexpected one (a bug)."""
+    from ..features.db import FeatureDBError
+    from ..training.checkpoint import CheckpointError
+
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and 400 <= status < 500:
+        return status
+    if isinstance(exc, (FeatureDBError, CheckpointError)):
+        return 409
+    try:
+        from ..dictionaries.errors import DictionaryFormatError, DictionaryNotFoundError
+    except ImportError:  # pragma: no cover
+        DictionaryFormatError = DictionaryNotFoundError = ()  # type: ignore[misc,assignment]
+    if isinstance(exc, DictionaryFormatError):
+        return 409
+    if isinstance(exc, DictionaryNotFoundError):
+        return 404
+    if isinstance(exc, RecursionError):  # input nested deeper than Python recurses
+        return 422
+    if isinstance(exc, ValueError) or type(exc).__module__.startswith("mechscope."):
+        return 422
+    return None
 
 
 class BodyLimit:
@@ -115,7 +169,19 @@ def create_app(config: ServeConfig, *, load_model: Callable[[], Any] | None = No
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable) -> Any:
-        response = await call_next(request)
+        token = config.token
+        if token and request.url.path.startswith("/api/") and not token_ok(request, token):
+            given = request_token(request) is not None
+            response: Any = JSONResponse(
+                {"error": ("invalid API token" if given else "this server requires an API token") + ": open the "
+                          "address `mechscope serve` printed (with ?token=...) or send the header "
+                          "'Authorization: Bearer TOKEN'"},
+                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        else:
+            response = await call_next(request)
+        if token and request.url.path == "/" and request.query_params.get("token") is not None \
+                and token_ok(request, token):  # frames and file links then carry it too
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("Content-Security-Policy", CSP_APP)
@@ -147,9 +213,26 @@ def create_app(config: ServeConfig, *, load_model: Callable[[], Any] | None = No
             msg = f"no such endpoint or page: {request.url.path}"
         return JSONResponse({"error": msg}, status_code=exc.status_code)
 
+    async def library_error(request: Request, exc: Exception) -> JSONResponse:
+        status = _library_status(exc)
+        if status is None:
+            return await crashed(request, exc)
+        # bad input or a damaged file: the caller's problem, said plainly (traceback in the log, not the answer)
+        log.warning("%s %s: %s: %s", request.method, request.url.path, exc.__class__.__name__, exc, exc_info=exc)
+        msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        if isinstance(exc, RecursionError):
+            msg = "the input is nested too deeply to read"
+        return JSONResponse({"error": msg or exc.__class__.__name__}, status_code=status)
+
+    from ..dictionaries.errors import DictionaryError
+    from ..models.hook_points import HookNameError
+
+    for cls in (ValueError, RecursionError, DictionaryError, HookNameError):
+        app.add_exception_handler(cls, library_error)
+
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("error in %s %s", request.method, request.url.path)
+        log.error("internal error in %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": f"internal error: {exc.__class__.__name__}: {exc}"}, status_code=500)
 
     app.include_router(routes_runs.router)

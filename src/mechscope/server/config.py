@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+import secrets
 from dataclasses import dataclass
 
 # Hard bounds of request fields, checked by the pydantic request models (422 with a clear message).
@@ -10,6 +12,8 @@ MAX_PROMPT_CHARS = 2000
 MAX_QUERY_CHARS = 200
 MAX_NEW_TOKENS = 64
 MAX_PATCH_TOKENS = 48
+MIN_TOKEN_CHARS = 16
+TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 @dataclass
@@ -35,17 +39,36 @@ class ServeConfig:
     """Largest prompt, in tokens, that model requests accept; longer ones get 413."""
     max_queue: int = 8
     """Model requests allowed to wait for the model worker at once; more get 503 (try again later)."""
+    token: str | None = None
+    """API token every /api request must carry (header ``Authorization: Bearer TOKEN`` or ``X-Mechscope-Token``,
+    or ``?token=`` in the page's URL). A non-loopback --host always requires one: without --token a random one is
+    generated and printed with the URL. On loopback no token is needed unless one is given."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
-        try:
-            loopback = ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            loopback = self.host == "localhost"
-        if not loopback and not self.allow_remote:
+        if not self.loopback and not self.allow_remote:
             raise ValueError(f"host {self.host!r} is not a loopback address; pass --allow-remote to expose the "
                              f"server beyond this machine")
+        if self.token is not None:
+            if len(self.token) < MIN_TOKEN_CHARS or not TOKEN_CHARS.fullmatch(self.token):
+                raise ValueError(f"--token must be at least {MIN_TOKEN_CHARS} characters of A-Z a-z 0-9 - _ . ~ "
+                                 f"(it travels in headers and URLs), got {len(self.token)} characters")
+        elif not self.loopback:
+            self.token = secrets.token_urlsafe(24)  # a server reachable from the network never runs open
         for name in ("max_body_bytes", "max_prompt_tokens", "max_queue"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def loopback(self) -> bool:
+        """Whether ``host`` is a loopback address (only this machine can connect)."""
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+    def url(self, port: int | None = None) -> str:
+        """The address to open, with ``?token=`` when the server requires one."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port if port is None else port}/" + (f"?token={self.token}" if self.token else "")

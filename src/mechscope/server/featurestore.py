@@ -46,13 +46,22 @@ def open_db(path: Path) -> Any:
         try:
             db = FeatureDB(path)
         except (FeatureError, OSError, ValueError) as e:
-            raise RunError(f"cannot open feature database {path.name}: {e}", 409) from None
+            raise RunError(f"cannot open feature database {path.name}: {_local_msg(e, path)}", 409) from None
         for old in [k for k in cache if k[0] == key[0]]:
             cache.pop(old).close()
         if len(cache) >= MAX_OPEN_PER_THREAD:
             cache.pop(next(iter(cache))).close()
         cache[key] = db
     return db
+
+
+def _local_msg(e: Exception, path: Path) -> str:
+    """The error's message with the server-side path of the file shortened to its name."""
+    return str(e).replace(str(path), path.name)
+
+
+def _damaged(db: Any, e: Exception) -> RunError:
+    return RunError(f"feature database {db.path.name} cannot be read: {_local_msg(e, db.path)}", 409)
 
 
 def fts_query(text: str) -> str:
@@ -65,8 +74,13 @@ def _row_stats(db: Any, ids: list[int]) -> dict[int, tuple]:
     """``{id: (frequency, max_act, explanation)}`` from the ``features`` table (schema in features/db.py)."""
     if not ids:
         return {}
+    from ..features.db import FeatureDBError
+
     marks = ",".join("?" * len(ids))
-    rows = db.con.execute(f"SELECT id, frequency, max_act, explanation FROM features WHERE id IN ({marks})", ids)
+    try:
+        rows = db.con.execute(f"SELECT id, frequency, max_act, explanation FROM features WHERE id IN ({marks})", ids)
+    except FeatureDBError as e:
+        raise _damaged(db, e) from None
     return {int(r[0]): (r[1], r[2], r[3]) for r in rows}
 
 
@@ -74,6 +88,7 @@ def search(db: Any, query: str, limit: int) -> tuple[list[dict], str]:
     """Hits for ``query``: a feature number, ``token:WORD`` (features promoting it), or free text (full-text
     search over explanations and top examples). Empty text lists the most frequent features."""
     from ..features import FeatureError
+    from ..features.db import FeatureDBError
 
     q = query.strip()
     scored: list[tuple[int, float | None, str]]
@@ -95,6 +110,8 @@ def search(db: Any, query: str, limit: int) -> tuple[list[dict], str]:
         else:
             scored = [(f, v, "") for f, v in db.by_density(0.0, 1.0, limit)]
             how = "most frequent features"
+    except FeatureDBError as e:
+        raise _damaged(db, e) from None
     except FeatureError as e:
         raise RunError(str(e), 404 if "out of range" in str(e) else 422) from None
     stats = _row_stats(db, [f for f, _, _ in scored])
@@ -114,6 +131,7 @@ MAX_CACHED_CARDS = 2048
 def card(db: Any, feature: int) -> dict:
     """``FeatureDB.card`` as JSON-safe data (non-finite floats become null), cached while the file is unchanged."""
     from ..features import FeatureError
+    from ..features.db import FeatureDBError
 
     key = (str(db.path), db.path.stat().st_mtime_ns, int(feature))
     with _cards_lock:
@@ -123,8 +141,12 @@ def card(db: Any, feature: int) -> dict:
             return hit
     try:
         c = db.card(feature)
-    except FeatureError as e:
+    except FeatureDBError as e:
+        raise _damaged(db, e) from None
+    except (FeatureError, IndexError) as e:
         raise RunError(str(e)) from None
+    except (ValueError, TypeError) as e:  # a row whose JSON columns do not parse
+        raise _damaged(db, e) from None
     data = clean(dataclasses.asdict(c))
     with _cards_lock:
         _cards[key] = data

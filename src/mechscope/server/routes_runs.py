@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from .. import __version__
 from . import featurestore
 from .config import MAX_NEW_TOKENS, MAX_PATCH_TOKENS, MAX_PROMPT_CHARS, MAX_QUERY_CHARS
-from .runs import RunError, read_json
+from .runs import RunError, parse_json, read_json
 from .schemas import ErrorBody, ModelInfo, RunDetail, RunSummary, ServerInfo
 
 router = APIRouter(prefix="/api", tags=["runs"], responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}})
@@ -99,8 +99,8 @@ def _last_json_line(path: Any, tail: int = 65536) -> dict | None:
         lines = [ln for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
     for ln in reversed(lines):
         try:
-            obj = json.loads(ln)
-        except ValueError:
+            obj = parse_json(ln, "metrics line")
+        except RunError:
             continue
         return obj if isinstance(obj, dict) else None
     return None

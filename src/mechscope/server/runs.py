@@ -26,6 +26,7 @@ DICT_FILES = ("cfg.json", "sae_weights.safetensors")
 MAX_SCAN_ENTRIES = 5000  # files looked at per run folder when describing it
 MAX_SCAN_DEPTH = 3
 MAX_JSON_BYTES = 4 * 2**20  # eval.json / graph.json / cfg.json read at most this large
+MAX_JSON_DEPTH = 64  # mechscope's JSON files nest a few levels; anything deeper is refused
 
 
 class RunError(LookupError):
@@ -75,7 +76,32 @@ def read_json(path: Path) -> object:
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
         raise RunError(f"{path.name} is {size} bytes, more than the {MAX_JSON_BYTES} the server reads", 413)
-    return json.loads(path.read_text(encoding="utf-8"))
+    return parse_json(path.read_bytes(), path.name)
+
+
+def json_depth(obj: object) -> int:
+    """Nesting depth of parsed JSON (iterative: no recursion limit)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, (dict, list)):
+            deepest = max(deepest, d)
+            stack.extend((v, d + 1) for v in (x.values() if isinstance(x, dict) else x))
+    return deepest
+
+
+def parse_json(data: bytes | str, name: str) -> object:
+    """JSON text -> object, or :class:`RunError` (422) naming ``name`` when it is invalid or nested deeper than
+    :data:`MAX_JSON_DEPTH` (deeper documents would exhaust Python's recursion when read or answered)."""
+    try:
+        obj = json.loads(data)
+    except RecursionError:
+        raise RunError(f"{name} is nested too deeply to read (more than {MAX_JSON_DEPTH} levels)", 422) from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise RunError(f"{name} is not valid JSON: {e}", 422) from None
+    if json_depth(obj) > MAX_JSON_DEPTH:
+        raise RunError(f"{name} is nested too deeply to read (more than {MAX_JSON_DEPTH} levels)", 422)
+    return obj
 
 
 class RunRegistry:

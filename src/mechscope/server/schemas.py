@@ -136,7 +136,7 @@ class SteerRequest(Strict):
     run: str = RunName
     dictionary: str = RelPath
     feature: int = Field(ge=0, description="feature index in the dictionary")
-    strength: float = Field(ge=-100, le=100, description="added vector = strength × the feature's max activation "
+    strength: float = Field(ge=-100, le=100, allow_inf_nan=False, description="added vector = strength × the feature's max activation "
                                                          "(from the run's feature database; 1 without one) × its "
                                                          "decoder direction")
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
@@ -167,7 +167,8 @@ class Heatmap(BaseModel):
     title: str
     row_labels: list[str]
     col_labels: list[str]
-    values: list[list[float]]
+    values: list[list[float | None]] = Field(description="null where a value is undefined (NaN, e.g. a zero "
+                                                          "normaliser)")
     cell_text: list[list[str]] | None = None
     value_name: str
     meta: dict[str, Any] = {}

@@ -19,10 +19,22 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-/** Call the JSON API; throws an Error carrying the server's message on a non-2xx answer. */
+/** The API token of a server started with one: from the page's ?token= (the address `mechscope serve` prints),
+ *  kept for this tab so that in-app navigation keeps working. Null when the server needs none. */
+const apiToken = (() => {
+  const fromUrl = new URLSearchParams(window.location.search).get("token");
+  try {
+    if (fromUrl) sessionStorage.setItem("mechscope-token", fromUrl);
+    return fromUrl || sessionStorage.getItem("mechscope-token");
+  } catch (e) { return fromUrl; }
+})();
+
+/** Call the JSON API (with the token header when there is one); throws an Error carrying the server's message on
+ *  a non-2xx answer. */
 async function api(path, body) {
-  const opts = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"},
-                                           body: JSON.stringify(body)};
+  const headers = apiToken ? {"X-Mechscope-Token": apiToken} : {};
+  const opts = body === undefined ? {headers} : {method: "POST", body: JSON.stringify(body),
+                                                 headers: {...headers, "Content-Type": "application/json"}};
   const res = await fetch(path, opts);
   let data = null;
   try { data = await res.json(); } catch (e) { data = null; }
