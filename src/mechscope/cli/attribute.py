@@ -16,7 +16,8 @@ class AttributeConfig:
     """Built-in name, local folder, .gguf file or hub id."""
     transcoders: str = ""
     """Folder with the transcoders: a circuit-tracer transcoder set (config.yaml), one CLT / transcoder folder
-    (cfg.json), or a folder of per-layer transcoder folders."""
+    (cfg.json), or a folder of per-layer transcoder folders. Default: the model's cached full transcoder set
+    (``mechscope dictionaries build``)."""
     out: str = "runs/attribute"
     """Output folder: graph.json (pruned, viewer layout) and graph/ (the full graph, safetensors)."""
     target_tokens: list[str] = field(default_factory=list)
@@ -36,9 +37,6 @@ class AttributeConfig:
     slug: str = "graph"
     """Graph name written into the metadata."""
 
-    def __post_init__(self) -> None:
-        if not self.transcoders:
-            raise ValueError("give the transcoders folder (--transcoders DIR)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +55,17 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = dataclass_from_args(AttributeConfig, args)
     model = ms.load_model(cfg.model)
-    tcs = load_transcoders(cfg.transcoders)
+    if cfg.transcoders:
+        tcs = load_transcoders(cfg.transcoders)
+    else:
+        from ..sets import find_transcoder_set
+
+        found = find_transcoder_set(model)
+        if found is None:
+            raise ValueError(f"no transcoders given and no cached transcoder set for {cfg.model}: pass "
+                             "--transcoders DIR or build the set with `mechscope dictionaries build`")
+        print(f"transcoders: the cached set at {found.folder}")
+        tcs = found.transcoders()
     targets = [model.to_single_token(t) for t in cfg.target_tokens] if cfg.target_tokens else None
     limit = cfg.max_feature_nodes if cfg.max_feature_nodes > 0 else None
     acfg = AttributionConfig(max_n_logits=cfg.max_n_logits, desired_logit_prob=cfg.desired_logit_prob,
