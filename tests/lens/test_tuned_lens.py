@@ -67,3 +67,33 @@ def test_config_validation():
         TunedLensConfig(steps=0)
     with pytest.raises(ValueError, match="lr"):
         TunedLensConfig(lr=0)
+
+
+def test_damaged_tuned_lens_files_name_the_file(model, tmp_path):
+    from safetensors.torch import save_file
+
+    from mechscope.lens import TunedLensFileError
+
+    good = tmp_path / "good.safetensors"
+    TunedLens.for_model(model).save(good)
+    data = good.read_bytes()
+    cases = {"empty": b"", "text": b"not a safetensors file at all", "half": data[: len(data) // 2],
+             "header_only": data[:8]}
+    for name, blob in cases.items():
+        (tmp_path / f"{name}.safetensors").write_bytes(blob)
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    save_file({"weight": torch.zeros(3, 4), "bias": torch.zeros(3, 4)}, str(tmp_path / "shape.safetensors"))
+    save_file({"weight": torch.full((3, 4, 4), float("nan")), "bias": torch.zeros(3, 4)},
+              str(tmp_path / "nan.safetensors"))
+    for name, match in [("empty", "truncated or corrupt"), ("text", "truncated or corrupt"),
+                        ("half", "truncated or corrupt"), ("header_only", "truncated or corrupt"),
+                        ("other", "not a tuned lens file"), ("shape", "not a tuned lens's"), ("nan", "NaN")]:
+        path = tmp_path / f"{name}.safetensors"
+        with pytest.raises(TunedLensFileError, match=match) as err:
+            TunedLens.load(path)
+        assert str(path) in str(err.value), name
+    with pytest.raises(TunedLensFileError, match="half.safetensors"):  # a damaged training checkpoint too
+        train_tuned_lens(model, ["x" * 200], TunedLensConfig(steps=1, **CFG), checkpoint=tmp_path / "half.safetensors",
+                         progress=False)
+    with pytest.raises(ValueError, match=r"TunedLensConfig\.lr must be a finite number"):
+        TunedLensConfig(lr=float("inf"))

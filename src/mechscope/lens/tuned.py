@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..models.hooked import HookedModel
 from ..models.tokens import Inputs
+from ..validation import check_finite_fields
 from .logit_lens import LensResult, layer_labels, logit_lens, residuals, unembed
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class TunedLensConfig:
     """Seed of the data order."""
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         for name in ("steps", "batch_size", "seq_len", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TunedLensConfig.{name} must be at least 1, got {getattr(self, name)}")
@@ -107,21 +109,39 @@ class TunedLens(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no tuned lens at {path}")
-        tensors = load_file(str(path))
-        if "weight" not in tensors or "bias" not in tensors:
-            raise ValueError(f"{path} is not a tuned lens file (it holds: {', '.join(sorted(tensors))})")
-        lens = cls(tensors["weight"].shape[0], tensors["weight"].shape[1], _metadata(path).get("model", ""))
+        tensors, meta = _read(path)
+        lens = cls(tensors["weight"].shape[0], tensors["weight"].shape[1], meta.get("model", ""))
         with torch.no_grad():
             lens.weight.copy_(tensors["weight"])
             lens.bias.copy_(tensors["bias"])
         return lens
 
 
-def _metadata(path: Path) -> dict:
+class TunedLensFileError(ValueError):
+    """A tuned-lens file (or training checkpoint) that is truncated, corrupt or not a tuned lens; names the file."""
+
+
+def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and metadata of a tuned-lens file, checked: :class:`TunedLensFileError` names a damaged file."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises SafetensorError / OSError depending on the damage
+        raise TunedLensFileError(f"tuned-lens file {path} is truncated or corrupt: {e}") from None
+    if "weight" not in tensors or "bias" not in tensors:
+        held = ", ".join(sorted(tensors)) or "nothing"
+        raise TunedLensFileError(f"{path} is not a tuned lens file (it holds: {held})")
+    w, b = tensors["weight"], tensors["bias"]
+    if w.dim() != 3 or w.shape[1] != w.shape[2] or tuple(b.shape) != (w.shape[0], w.shape[1]):
+        raise TunedLensFileError(f"{path}: weight {tuple(w.shape)} and bias {tuple(b.shape)} are not a tuned lens's "
+                                 f"(layers, d_model, d_model) and (layers, d_model)")
+    bad = [k for k in ("weight", "bias") if not tensors[k].is_floating_point() or not bool(tensors[k].isfinite().all())]
+    if bad:
+        raise TunedLensFileError(f"{path}: {', '.join(bad)} holds NaN/inf or non-float values")
+    return tensors, meta
 
 
 def _atomic_save(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
@@ -202,8 +222,7 @@ def _checkpoint(lens: TunedLens, opt: torch.optim.Optimizer, path: Path, step: i
 
 
 def _restore(lens: TunedLens, opt: torch.optim.Optimizer, path: Path) -> int:
-    tensors = load_file(str(path))
-    meta = _metadata(path)
+    tensors, meta = _read(path)
     if tensors["weight"].shape != lens.weight.shape:
         raise ValueError(f"checkpoint {path} has translators {tuple(tensors['weight'].shape)}, the model needs "
                          f"{tuple(lens.weight.shape)}")
