@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import save_file
 
-    from ..models.loading import load_model
+    from .. import load_model
 
     config = dataclass_from_args(CacheConfig, args)
     model = load_model(config.model)

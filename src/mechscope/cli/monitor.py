@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import dictionaries
     from ..features.monitor import FeatureMonitor
-    from ..models.loading import load_model
+    from .. import load_model
 
     cfg = dataclass_from_args(MonitorConfig, args)
     d = dictionaries.load(cfg.dictionary).eval()

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import dictionaries
     from ..features.db import FeatureDB
     from ..features.steering import feature_vector, steer
-    from ..models.loading import load_model
+    from .. import load_model
 
     cfg = dataclass_from_args(SteerConfig, args)
     d = dictionaries.load(cfg.dictionary).eval()

@@ -50,7 +50,7 @@ class ServerContext:
         self.registry = RunRegistry(config.runs)
         if load_model is None:
             def load_model() -> Any:
-                from ..models.loading import load_model as _load
+                from .. import load_model as _load
                 return _load(config.model)
         self.worker = ModelWorker(load_model, max_queue=config.max_queue)
 
