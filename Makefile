@@ -7,13 +7,13 @@ BIN := $(VENV)/bin
 TOUR_OUT ?= runs/tour
 PYTEST_ARGS ?=
 
-.PHONY: setup fetch fetch-prose tour test test-fast bench bench-peers clean
+.PHONY: setup fetch fetch-prose tour test test-fast test-notebooks bench bench-peers clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[server,test]"
+	$(BIN)/python -m pip install -q -e ".[server,test,notebooks,tracking]"
 	bash scripts/install_browser.sh $(VENV)
 	touch $@
 
@@ -35,6 +35,9 @@ test: setup  ## the whole test suite, real-model tier included (fetches the buil
 
 test-fast: setup  ## tiny random models only
 	$(BIN)/python -m pytest -q -m "not real" $(PYTEST_ARGS)
+
+test-notebooks: setup  ## only the example notebooks (examples/*.ipynb), each executed in a fresh kernel
+	$(BIN)/python -m pytest -q -m notebook $(PYTEST_ARGS)
 
 bench: fetch  ## hooked model vs plain HF forward, side by side
 	$(BIN)/python bench/bench_hooks.py

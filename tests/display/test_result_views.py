@@ -148,3 +148,18 @@ def test_eval_report():
     assert table["rows"][0][:2] == ["sae", "topk"] and has_number(table, 0.125) and has_number(table, 0.875)
     assert spec["children"][1]["values"] == [2, 3, 5]
     assert_empty(EvalReport())
+
+
+def test_attribution_graph_viewer(llama):
+    from circuits.helpers import random_transcoders
+
+    from mechscope.circuits import AttributionConfig, attribute
+
+    graph = attribute(llama, random_transcoders(llama), "hello there", cfg=AttributionConfig(batch_size=64))
+    spec = rendered(graph)
+    data = graph.to_json()
+    assert spec["kind"] == "graph" and [n["node_id"] for n in spec["graph"]["nodes"]] == \
+        [n["node_id"] for n in data["nodes"]]
+    link = data["links"][0]
+    assert any(x["source"] == link["source"] and abs(x["weight"] - link["weight"]) <= 1e-5 * max(1, abs(link["weight"]))
+               for x in spec["graph"]["links"])

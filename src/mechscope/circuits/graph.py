@@ -280,6 +280,12 @@ class AttributionGraph:
         return cls(token_strs=meta["token_strs"], logit_token_strs=meta["logit_token_strs"],
                    n_layers=meta["n_layers"], model_name=meta["model_name"], **t)
 
+    def _repr_html_(self) -> str:
+        """The web UI's graph viewer, inline (:func:`mechscope.display.graph_view` on the pruned :meth:`to_json`)."""
+        from ..display import graph_view
+
+        return graph_view(self.to_json(), title=f"attribution graph {self.model_name}".strip()).html()
+
 
 def _atomic_write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
