@@ -81,10 +81,17 @@ def test_to_single_token(llama):
 
 
 def test_unsupported_architecture_names_the_supported_ones():
-    cfg = transformers.OPTConfig(hidden_size=16, ffn_dim=32, num_hidden_layers=1, num_attention_heads=2,
-                                 vocab_size=260, word_embed_proj_dim=16)
+    cfg = transformers.XGLMConfig(d_model=16, ffn_dim=32, num_layers=1, attention_heads=2, vocab_size=260)
     model = transformers.AutoModelForCausalLM.from_config(cfg)
-    with pytest.raises(ms.UnsupportedArchitectureError, match="llama.*gpt2|gpt2.*llama"):
+    with pytest.raises(ms.UnsupportedArchitectureError, match="'xglm'.*llama.*mixtral.*opt"):
+        ms.HookedModel(model, byte_tokenizer())
+
+
+def test_unsupported_variant_of_a_supported_family_says_why():
+    cfg = transformers.OPTConfig(hidden_size=16, ffn_dim=32, num_hidden_layers=1, num_attention_heads=2,
+                                 vocab_size=260, word_embed_proj_dim=16, do_layer_norm_before=False)
+    model = transformers.AutoModelForCausalLM.from_config(cfg)
+    with pytest.raises(ms.UnsupportedArchitectureError, match="opt: post-norm OPT"):
         ms.HookedModel(model, byte_tokenizer())
 
 

@@ -4,9 +4,12 @@ Every architecture exposes the same names (see ``shared/DESIGN.md``):
 
     embed, pos_embed (absolute position embeddings only)
     blocks.L.resid_pre, blocks.L.attn_in, blocks.L.attn.q / .k / .v, blocks.L.attn.pattern, blocks.L.attn.z,
-    blocks.L.attn_out, blocks.L.resid_mid, blocks.L.mlp_in, blocks.L.mlp.post, blocks.L.mlp_out,
-    blocks.L.resid_post
+    blocks.L.attn_out, blocks.L.resid_mid, blocks.L.mlp_in, blocks.L.mlp.router_logits, blocks.L.mlp.router_weights,
+    blocks.L.mlp.post, blocks.L.mlp.expert_out, blocks.L.mlp_out, blocks.L.resid_post
     final_norm, logits
+
+The router and expert points exist only in mixture-of-experts blocks, and ``mlp.post`` only in dense ones: the
+kinds of each block come from the model's structure (``HookNamespace.layer_kinds``).
 
 Within a block the list above is also the order in which the points are computed, which is the order hooks on
 the same module run in.
@@ -30,7 +33,10 @@ BLOCK_KINDS: tuple[str, ...] = (
     "attn_out",
     "resid_mid",
     "mlp_in",
+    "mlp.router_logits",
+    "mlp.router_weights",
     "mlp.post",
+    "mlp.expert_out",
     "mlp_out",
     "resid_post",
 )
@@ -67,6 +73,9 @@ KIND_ALIASES: dict[str, str] = {
     "z": "attn.z",
     "pattern": "attn.pattern",
     "post": "mlp.post",
+    "router_logits": "mlp.router_logits",
+    "router_weights": "mlp.router_weights",
+    "expert_out": "mlp.expert_out",
     **{k.removeprefix("hook_"): v for k, v in _TL_BLOCK_ALIASES.items() if k.startswith("hook_")},
 }
 
@@ -106,16 +115,23 @@ def normalise_kind(kind: str) -> str:
 class HookNamespace:
     """All hook points valid for one model, with parsing, ordering and close-match errors."""
 
-    def __init__(self, n_layers: int, block_kinds: tuple[str, ...], global_kinds: tuple[str, ...]):
+    def __init__(self, n_layers: int, block_kinds: tuple[str, ...] | list[tuple[str, ...]],
+                 global_kinds: tuple[str, ...]):
+        """``block_kinds``: the kinds every block has, or one tuple of kinds per block."""
         self.n_layers = n_layers
-        self.block_kinds = tuple(k for k in BLOCK_KINDS if k in block_kinds)
+        per_layer = list(block_kinds) if block_kinds and not isinstance(block_kinds[0], str) else (
+            [tuple(block_kinds)] * n_layers)  # type: ignore[list-item]
+        self.layer_kinds: list[tuple[str, ...]] = [tuple(k for k in BLOCK_KINDS if k in ks) for ks in per_layer]
+        union = {k for ks in self.layer_kinds for k in ks}
+        self.block_kinds = tuple(k for k in BLOCK_KINDS if k in union)
+        """Every kind that exists in at least one block, in computation order."""
         before = [g for g in GLOBAL_BEFORE if g in global_kinds]
         after = [g for g in GLOBAL_AFTER if g in global_kinds]
         points: list[HookPoint] = []
         for g in before:
             points.append(HookPoint(len(points), g, g, None))
         for layer in range(n_layers):
-            for kind in self.block_kinds:
+            for kind in self.layer_kinds[layer]:
                 points.append(HookPoint(len(points), block_name(layer, kind), kind, layer))
         for g in after:
             points.append(HookPoint(len(points), g, g, None))
@@ -154,6 +170,10 @@ class HookNamespace:
         m = _BLOCK_RE.match(canonical)
         if m and m.group(2) in self.block_kinds:
             layer = int(m.group(1))
+            if layer < self.n_layers:
+                has = [str(i) for i, ks in enumerate(self.layer_kinds) if m.group(2) in ks]
+                return (f"hook point {name!r} does not exist: block {layer} has no {m.group(2)} (only blocks "
+                        f"{', '.join(has)} do); its hook kinds are: {', '.join(self.layer_kinds[layer])}")
             return (
                 f"hook point {name!r}: layer {layer} is out of range; this model has layers 0..{self.n_layers - 1}"
             )

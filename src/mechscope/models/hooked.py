@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
@@ -15,9 +16,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from . import attention
+from . import attention, offload
 from .adapters import Adapter, adapter_for
-from .config import ModelConfig, read_config
+from .adapters.base import Site, resolve_sites
+from .config import ModelConfig, parse_dtype, read_config
 from .hook_points import HookNamespace, HookPoint
 from .hooking import Hook, HookFn, HookSession, catch_stop
 from .norms import NormSpec
@@ -39,23 +41,32 @@ class HookedModel:
     def __init__(self, hf_model: nn.Module, tokenizer: Any = None, name: str | None = None):
         self.hf = hf_model.eval()
         self.tokenizer = tokenizer
-        self.adapter: Adapter = adapter_for(hf_model.config.model_type)
+        config = hf_model.config
+        self.adapter: Adapter = adapter_for(getattr(config, "model_type", "?"), config)
         a = self.adapter
         self.blocks: nn.ModuleList = hf_model.get_submodule(a.layers)
-        self.embed_module: nn.Module = hf_model.get_submodule(a.embed)
+        self.embed_module: nn.Module = hf_model.get_submodule(a.token_embed or a.embed_site().path)
+        """The token embedding (its weight is ``W_E``; its input is the token ids)."""
         self.pos_embed_module: nn.Module | None = hf_model.get_submodule(a.pos_embed) if a.pos_embed else None
         self.final_norm_module: nn.Module = hf_model.get_submodule(a.final_norm)
         self.unembed_module: nn.Module = hf_model.get_submodule(a.unembed)
+        self.layer_sites: list[dict[str, Site]] = [resolve_sites(a, config, block) for block in self.blocks]
+        """Per block: the site of every hook kind that block has (``adapters.base.resolve_sites``)."""
         param = next(hf_model.parameters())
-        parallel = a.parallel_residual(hf_model.config)
+        parallel = a.parallel_residual(config)
         self.cfg: ModelConfig = read_config(
-            hf_model.config, name=name or getattr(hf_model.config, "_name_or_path", "") or "model",
+            config, name=name or getattr(config, "_name_or_path", "") or "model",
             family=a.name, n_layers=len(self.blocks), d_vocab=self.unembed_module.weight.shape[0],
-            dtype=param.dtype, device=param.device, parallel_residual=parallel,
-            default_prepend_bos=tokenizer_adds_bos(tokenizer))
-        self.namespace = HookNamespace(self.cfg.n_layers, a.block_kinds(hf_model.config), a.global_kinds())
-        self._default_attn = hf_model.config._attn_implementation
+            dtype=param.dtype, device=offload.input_device(hf_model, a.embed_site().path),
+            parallel_residual=parallel, default_prepend_bos=tokenizer_adds_bos(tokenizer),
+            n_kv_heads=a.n_kv_heads(config) if a.n_kv_heads else None)
+        fixed = ({"resid_pre", "resid_post"} | (set() if parallel else {"resid_mid"})
+                 | ({"attn.pattern"} if a.registry_pattern else set()))
+        self.namespace = HookNamespace(self.cfg.n_layers, [tuple(fixed | set(s)) for s in self.layer_sites],
+                                       a.global_kinds())
+        self._default_attn = config._attn_implementation
         self._eager_users = 0
+        self._takes_position_ids = "position_ids" in inspect.signature(hf_model.forward).parameters
 
     # -- hook points -----------------------------------------------------------------------------------------
     def hook_names(self) -> list[str]:
@@ -151,9 +162,13 @@ class HookedModel:
     # -- running ---------------------------------------------------------------------------------------------
     def _forward(self, tokens: Tokens) -> Tensor:
         kwargs: dict[str, Any] = {"input_ids": tokens.input_ids, "use_cache": False}
-        if tokens.attention_mask is not None:
-            kwargs["attention_mask"] = tokens.attention_mask
-            kwargs["position_ids"] = (tokens.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        mask = tokens.attention_mask
+        if mask is not None:
+            kwargs["attention_mask"] = mask
+            # Right padding keeps HF's own positions (so every position equals a plain HF call); rows padded on
+            # the left count positions from their first real token.
+            if self._takes_position_ids and not bool(mask[:, 0].all()):
+                kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
         return self.hf(**kwargs).logits
 
     def __call__(self, inputs: Inputs, prepend_bos: bool | None = None) -> Float[Tensor, "batch pos vocab"]:
@@ -169,7 +184,7 @@ class HookedModel:
 
     def run_with_cache(self, inputs: Inputs, names: Any = None, *, stop_at_layer: int | None = None,
                        stop_early: bool = True, grad: bool = False, device: str | torch.device | None = None,
-                       dtype: torch.dtype | None = None, prepend_bos: bool | None = None,
+                       dtype: torch.dtype | str | None = None, prepend_bos: bool | None = None,
                        ) -> tuple[Tensor | None, "ActivationCache"]:
         """Run the model and cache the activations at ``names`` (None = every hook point).
 
@@ -177,10 +192,14 @@ class HookedModel:
         the last requested point, so the returned logits are None unless ``logits`` was requested or the pass got
         there anyway. ``stop_at_layer=L`` stops before block L (exclusive, as in TransformerLens). ``grad=True``
         keeps the autograd graph; ``device`` / ``dtype`` move cached tensors as they are recorded (e.g. to CPU and
-        float16 to save memory).
+        float16 to save memory; ``dtype`` takes the names ``load_model`` takes, such as ``"bf16"``).
         """
         from ..activations.cache import ActivationCache
 
+        if dtype is not None:
+            dtype = parse_dtype(dtype)
+        if device is not None:
+            offload.check_device(device)
         if stop_at_layer is not None and not 0 <= stop_at_layer <= self.cfg.n_layers:
             raise ValueError(f"stop_at_layer must be in 0..{self.cfg.n_layers}, got {stop_at_layer}")
         points = self.namespace.filter(names)
@@ -230,42 +249,76 @@ class HookedModel:
         return texts[0] if single else texts
 
     # -- weights ---------------------------------------------------------------------------------------------
+    # Each weight below is what its hook point means: multipliers HF applies around a module (Gemma's embedding
+    # scale, Granite's embedding / residual multipliers and logit scaling, Cohere's logit scale) are folded in,
+    # so ``W_E[token]`` is that token's ``embed``, ``z @ W_O + b_O`` is ``attn_out`` and ``final_norm @ W_U + b_U``
+    # are the logits. They are plain parameters (editable in place) wherever no multiplier applies.
+    def _weight(self, module: nn.Module, name: str) -> Tensor | None:
+        return offload.materialise(self.hf, module, name)
+
+    def _scaled(self, t: Tensor | None, *factors: float | None) -> Tensor | None:
+        f = 1.0
+        for x in factors:
+            f *= 1.0 if x is None else float(x)
+        return t if t is None or f == 1.0 else t * f
+
+    def _config_scale(self, site: Site | None) -> float | None:
+        return None if site is None or site.scale is None else getattr(self.hf.config, site.scale)
+
+    @property
+    def _unembed_scale(self) -> float | None:
+        return self.adapter.unembed_scale(self.hf.config) if self.adapter.unembed_scale else None
+
     @property
     def W_U(self) -> Float[Tensor, "d_model vocab"]:
-        return self.unembed_module.weight.T
+        return self._scaled(self._weight(self.unembed_module, "weight"), self._unembed_scale).T
 
     @property
     def b_U(self) -> Float[Tensor, "vocab"] | None:
-        return getattr(self.unembed_module, "bias", None)
+        return self._scaled(self._weight(self.unembed_module, "bias"), self._unembed_scale)
 
     @property
     def W_E(self) -> Float[Tensor, "vocab d_model"]:
-        return self.embed_module.weight
+        """Token embeddings as they enter the residual stream (Bloom: before its embedding LayerNorm)."""
+        embed_scale = getattr(self.embed_module, "scalar_embed_scale", None)  # Gemma's scaled embedding
+        return self._scaled(self._weight(self.embed_module, "weight"), embed_scale,
+                            self._config_scale(self.adapter.embed_site()))
 
     def _block_module(self, layer: int, kind: str) -> nn.Module:
-        site = self.adapter.block_sites[kind]
-        return self.blocks[layer].get_submodule(site.path)
+        sites = self.layer_sites[layer]
+        if kind not in sites:
+            raise ValueError(f"block {layer} of this {self.adapter.name} model has no {kind} site")
+        return self.blocks[layer].get_submodule(sites[kind].path)
 
     def W_O(self, layer: int) -> Float[Tensor, "heads d_head d_model"]:
-        """The attention output projection of ``layer`` split by head."""
-        return io_weight(self._block_module(layer, "attn.z")).reshape(self.cfg.n_heads, self.cfg.d_head, -1)
+        """The attention output projection of ``layer`` split by head (times Granite's residual multiplier)."""
+        module = self._block_module(layer, "attn.z")
+        w = io_weight(module, self._weight(module, "weight"))
+        w = self._scaled(w, self._config_scale(self.layer_sites[layer].get("attn_out")))
+        return w.reshape(self.cfg.n_heads, self.cfg.d_head, -1)
 
     def b_O(self, layer: int) -> Float[Tensor, "d_model"] | None:
-        return getattr(self._block_module(layer, "attn.z"), "bias", None)
+        module = self._block_module(layer, "attn.z")
+        return self._scaled(self._weight(module, "bias"), self._config_scale(self.layer_sites[layer].get("attn_out")))
 
     def attn_out_norm(self, layer: int) -> NormSpec | None:
-        """Gemma's post-attention norm (between the output projection and the residual), else None."""
+        """The norm between the attention output projection and the residual (Gemma 2/3, OLMo-2), else None."""
         if self.adapter.attn_out_norm is None:
             return None
         return NormSpec.from_module(self.blocks[layer].get_submodule(self.adapter.attn_out_norm),
-                                    self.adapter.norm_kind)
+                                    self.adapter.norm_kind, root=self.hf)
 
     @property
     def final_norm(self) -> NormSpec:
-        return NormSpec.from_module(self.final_norm_module, self.adapter.norm_kind)
+        return NormSpec.from_module(self.final_norm_module, self.adapter.norm_kind, root=self.hf)
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "HookedModel":
-        self.hf.to(device=device, dtype=dtype)
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None) -> "HookedModel":
+        if offload.is_dispatched(self.hf):
+            raise ValueError("this model was placed by accelerate (device_map=...); reload it with another "
+                             "device_map instead of moving it with .to()")
+        if device is not None:
+            offload.check_device(device)
+        self.hf.to(device=device, dtype=None if dtype is None else parse_dtype(dtype))
         param = next(self.hf.parameters())
         self.cfg = dataclasses.replace(self.cfg, dtype=param.dtype, device=param.device)
         return self
@@ -279,9 +332,11 @@ class HookedModel:
                 f"heads={c.n_heads}/{c.n_kv_heads}kv, d_mlp={c.d_mlp}, vocab={c.d_vocab}, {c.dtype}, {c.device})")
 
 
-def io_weight(module: nn.Module) -> Tensor:
-    """A linear layer's weight as (in, out), for both ``nn.Linear`` and HF's GPT-2 ``Conv1D``."""
-    if isinstance(module, nn.Linear):
-        return module.weight.T
-    return module.weight  # Conv1D stores (in, out)
+def io_weight(module: nn.Module, weight: Tensor | None = None) -> Tensor:
+    """A linear layer's weight as (in, out), for both ``nn.Linear`` and HF's GPT-2 ``Conv1D`` (which stores
+    (in, out)); ``weight`` overrides the module's own tensor (an offloaded module's materialised weight)."""
+    w = module.weight if weight is None else weight
+    if type(module).__name__ == "Conv1D":
+        return w
+    return w.T
 

@@ -2,8 +2,14 @@
 
 One torch hook is registered per (module, input/output) pair that carries requested points; it runs the points on
 that module in computation order. A hook function ``fn(act, hook)`` sees the canonical tensor and returns None (no
-change) or a tensor of the same shape, dtype and device that replaces it. Nothing is written back unless a
-function returned a tensor, so observing hooks leave the computation bit-identical.
+change) or a tensor of the same shape, dtype and device that replaces it. A function that edits ``act`` in place
+and returns None counts as returning the edited tensor, at every hook point (edits are detected through the
+tensor's version counter). Nothing is written back unless a function changed the activation, so observing hooks
+leave the computation bit-identical.
+
+Sites inside a module's own code (attention probabilities formed inline, router logits) are reached with a
+``TorchFunctionMode`` active only during that module's forward: it hands the first result of the named
+``torch.nn.functional`` call to the hooks and returns their replacement to HF's code.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from torch.overrides import TorchFunctionMode
+
 from . import attention, layouts
+from .adapters.base import Site
 from .hook_points import HookPoint
 
 if TYPE_CHECKING:
@@ -49,7 +58,7 @@ class StopForward(Exception):
 @dataclass
 class _Entry:
     point: HookPoint
-    layout: str
+    site: Site
     fns: list[HookFn] = field(default_factory=list)
 
     @property
@@ -71,14 +80,48 @@ def _validate(out: Any, act: Tensor, name: str) -> Tensor:
     return out
 
 
-def _run_fns(entry: _Entry, act: Tensor) -> Tensor:
+def _version(t: Tensor) -> int | None:
+    try:
+        return t._version
+    except RuntimeError:  # inference-mode tensors keep no version counter
+        return None
+
+
+def _run_fns(entry: _Entry, act: Tensor) -> tuple[Tensor, bool]:
+    """Run the entry's functions in order; returns the final tensor and whether any function changed it.
+
+    A function that edits its argument in place and returns None counts as returning the edited tensor.
+    """
     hook = entry.hook
-    new = act
+    new, edited = act, False
     for fn in entry.fns:
+        before = _version(new)
         out = fn(new, hook)
         if out is not None:
-            new = _validate(out, new, hook.name)
-    return new
+            new, edited = _validate(out, new, hook.name), True
+        elif before is not None and _version(new) != before:
+            edited = True
+    return new, edited
+
+
+_WHOLE_OUTPUT = ("router_dense",)  # layouts that read a module's whole tuple output, not its first element
+_BATCH_LAYOUTS = ("flat", "router_dense", "experts")
+_WRITE_NEEDS_OLD = ("router_dense", "experts")
+
+
+class _CallSite(TorchFunctionMode):
+    """While active, hands the first result of ``func`` to ``handler`` and returns what the handler gives back."""
+
+    def __init__(self, func: Callable, handler: Callable[[Tensor], Tensor]):
+        super().__init__()
+        self.func, self.handler, self.done = func, handler, False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is self.func and not self.done:
+            self.done = True
+            out = self.handler(out)
+        return out
 
 
 class HookSession:
@@ -93,29 +136,28 @@ class HookSession:
         self._handles: list[Any] = []
         self._runners: list[tuple[nn.Module, Callable]] = []
         self._resid_pre: dict[int, Tensor] = {}
+        self._batch_shape: tuple[int, int] | None = None
+        self._eager_holds = 0
 
     # -- building --------------------------------------------------------------------------------------------
-    def _site(self, point: HookPoint) -> tuple[nn.Module, str, str]:
-        """(module, "input"|"output", layout) where ``point`` is read."""
+    def _site(self, point: HookPoint) -> tuple[nn.Module, Site]:
+        """The module and site where ``point`` is read."""
         m, kind = self.model, point.kind
         if point.layer is None:
-            module = {"embed": m.embed_module, "pos_embed": m.pos_embed_module, "final_norm": m.final_norm_module,
-                      "logits": m.hf}[kind]
-            return module, "output", "plain"
+            if kind == "logits":
+                return m.hf, Site("", "output")
+            site = {"embed": m.adapter.embed_site(), "pos_embed": Site(m.adapter.pos_embed or "", "output"),
+                    "final_norm": Site(m.adapter.final_norm, "output")}[kind]
+            return m.hf.get_submodule(site.path), site
         block = m.blocks[point.layer]
         if kind == "resid_pre":
-            return block, "input", "plain"
+            return block, Site("", "input")
         if kind == "resid_post":
-            return block, "output", "plain"
+            return block, Site("", "output")
         if kind == "resid_mid":  # derived from resid_pre + attn_out at the attn_out site
             kind = "attn_out"
-        site = m.adapter.block_sites[kind]
-        return block.get_submodule(site.path), site.io, site.layout
-
-    def _layout(self, point: HookPoint) -> str:
-        if point.kind in ("attn.pattern", "resid_mid"):
-            return "plain"
-        return self._site(point)[2]
+        site = m.layer_sites[point.layer][kind]
+        return block.get_submodule(site.path), site
 
     def __enter__(self) -> "HookSession":
         try:
@@ -130,27 +172,36 @@ class HookSession:
 
     def _attach(self) -> None:
         entries: dict[str, _Entry] = {}
-        for point, fn in self.pairs:
-            entries.setdefault(point.name, _Entry(point, self._layout(point))).fns.append(fn)
+        wanted = list(self.pairs)
         if self.stop_after is not None:
-            entries.setdefault(self.stop_after.name, _Entry(self.stop_after, self._layout(self.stop_after)))
+            wanted.append((self.stop_after, None))  # type: ignore[arg-type]
+        for point, fn in wanted:
+            if point.name not in entries:
+                site = Site("", "output") if self._registry_pattern(point) else self._site(point)[1]
+                entries[point.name] = _Entry(point, site)
+            if fn is not None:
+                entries[point.name].fns.append(fn)
 
-        groups: dict[tuple[int, str], list[_Entry]] = defaultdict(list)
+        groups: dict[tuple[int, str, str | None, bool], list[_Entry]] = defaultdict(list)
         modules: dict[int, nn.Module] = {}
         for entry in entries.values():
-            if entry.point.kind == "attn.pattern":
+            if self._registry_pattern(entry.point):
                 self._attach_pattern(entry)
                 continue
-            module, io, _ = self._site(entry.point)
-            groups[(id(module), io)].append(entry)
+            module, site = self._site(entry.point)
+            groups[(id(module), site.io, site.call, site.layout in _WHOLE_OUTPUT)].append(entry)
             modules[id(module)] = module
-        for (mid, io), group in groups.items():
+        if any(e.site.layout in _BATCH_LAYOUTS for e in entries.values()):
+            self._handles.append(self.model.hf.register_forward_pre_hook(self._record_batch_shape, with_kwargs=True))
+        for (mid, io, call, whole), group in groups.items():
             group.sort(key=lambda e: e.point.order)
             module = modules[mid]
             if io == "input":
                 self._handles.append(module.register_forward_pre_hook(self._input_hook(group), with_kwargs=True))
+            elif io == "call":
+                self._attach_call(module, call, group)
             else:
-                self._handles.append(module.register_forward_hook(self._output_hook(group)))
+                self._handles.append(module.register_forward_hook(self._output_hook(group, whole), with_kwargs=True))
         for entry in entries.values():
             if entry.point.kind == "resid_mid":
                 self._stash_resid_pre(entry.point.layer)
@@ -159,8 +210,17 @@ class HookSession:
                       else self.model.final_norm_module)
             self._handles.append(target.register_forward_pre_hook(self._raise_stop))
 
+    def _registry_pattern(self, point: HookPoint) -> bool:
+        return point.kind == "attn.pattern" and self.model.adapter.registry_pattern
+
     def _raise_stop(self, *_: object) -> None:
         raise StopForward
+
+    def _record_batch_shape(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = kwargs.get("input_ids", args[0] if args else None)
+        if x is None:
+            x = kwargs["inputs_embeds"]
+        self._batch_shape = (int(x.shape[0]), int(x.shape[1]))
 
     def _stash_resid_pre(self, layer: int) -> None:
         def stash(module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -173,46 +233,92 @@ class HookSession:
         stop = self.stop_after is not None and self.stop_after.name == entry.point.name
 
         def runner(weights: Tensor) -> Tensor | None:
-            new = _run_fns(entry, weights)
+            new, edited = _run_fns(entry, weights)
             if stop:
                 raise StopForward
-            return None if new is weights else new
+            return new if edited else None
 
+        self._add_runner(module, runner)
+
+    def _add_runner(self, module: nn.Module, runner: Callable) -> None:
         runners = getattr(module, attention.RUNNER_ATTR, None)
         if runners is None:
             runners = []
             setattr(module, attention.RUNNER_ATTR, runners)
         runners.append(runner)
         self._runners.append((module, runner))
+        self._hold_eager()
+
+    def _hold_eager(self) -> None:
+        """Run the model's eager attention while this session lives (probabilities exist only there)."""
+        self._eager_holds += 1
         self.model._eager_users += 1
         self.model._sync_attn_implementation()
 
+    def _attach_call(self, module: nn.Module, call: str | None, group: list[_Entry]) -> None:
+        """Catch the first ``torch.nn.functional.<call>`` result inside ``module``'s forward."""
+        func = getattr(torch.nn.functional, call or "")
+        modes: list[_CallSite] = []
+
+        def handler(raw: Tensor) -> Tensor:
+            new, changed = self._process(group, raw, module, ())
+            return new if changed else raw
+
+        def enter(*_: object) -> None:
+            mode = _CallSite(func, handler)
+            mode.__enter__()
+            modes.append(mode)
+
+        def leave(*_: object) -> None:
+            if modes:
+                modes.pop().__exit__(None, None, None)
+
+        self._handles.append(module.register_forward_pre_hook(enter))
+        self._handles.append(module.register_forward_hook(leave, prepend=True, always_call=True))
+        if any(e.point.kind == "attn.pattern" for e in group):
+            self._hold_eager()
+
     # -- running ---------------------------------------------------------------------------------------------
-    def _process(self, group: list[_Entry], raw: Tensor) -> tuple[Tensor, bool]:
+    def _ctx(self, module: nn.Module, args: tuple) -> layouts.Ctx:
         cfg = self.model.cfg
+        return layouts.Ctx(cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.n_experts, self._batch_shape, module, args)
+
+    def _scale(self, site: Site) -> float | None:
+        return None if site.scale is None else float(getattr(self.model.hf.config, site.scale))
+
+    def _process(self, group: list[_Entry], raw: Any, module: nn.Module, args: tuple) -> tuple[Any, bool]:
+        ctx = self._ctx(module, args)
         changed = False
         for entry in group:
-            kind = entry.point.kind
+            kind, site = entry.point.kind, entry.site
+            scale = self._scale(site)
             if kind == "resid_mid":
-                resid_pre = self._resid_pre.pop(entry.point.layer)
-                mid = resid_pre + raw  # the same addition HF performs next, so the same bits
-                new = _run_fns(entry, mid)
-                if new is not mid and not torch.equal(new, mid):
-                    raw, changed = new - resid_pre, True
+                resid_pre = self._resid_pre.pop(entry.point.layer).to(raw.device)
+                out = raw if scale is None else raw * scale
+                mid = resid_pre + out  # the same addition HF performs next, so the same bits
+                new, edited = _run_fns(entry, mid)
+                if edited:
+                    delta = new - resid_pre
+                    raw, changed = (delta if scale is None else delta / scale), True
             else:
-                act = layouts.read(raw, entry.layout, kind, cfg.n_heads, cfg.n_kv_heads, cfg.d_head)
-                new = _run_fns(entry, act)
-                if new is not act:
-                    raw = layouts.write(raw, new, entry.layout, kind, cfg.n_heads, cfg.n_kv_heads, cfg.d_head)
-                    changed = True
+                read = layouts.read(raw, site.layout, kind, ctx)
+                act = read if scale is None else read * scale  # the same product HF computes, so the same bits
+                old = act.clone() if site.layout in _WRITE_NEEDS_OLD else None  # fns may edit act in place
+                new, edited = _run_fns(entry, act)
+                if edited:
+                    if scale is not None:
+                        new = new / scale
+                    raw, changed = layouts.write(raw, new, site.layout, kind, ctx, old), True
             if self.stop_after is not None and entry.point.name == self.stop_after.name:
                 raise StopForward
+        if any(e.site.copy for e in group):  # HF edits this tensor in place later: it continues from a copy
+            raw, changed = raw.clone(), True
         return raw, changed
 
     def _input_hook(self, group: list[_Entry]) -> Callable:
         def hook(module: nn.Module, args: tuple, kwargs: dict):
             raw = args[0] if args else kwargs["hidden_states"]
-            new, changed = self._process(group, raw)
+            new, changed = self._process(group, raw, module, args)
             if not changed:
                 return None
             if args:
@@ -220,15 +326,17 @@ class HookSession:
             return args, {**kwargs, "hidden_states": new}
         return hook
 
-    def _output_hook(self, group: list[_Entry]) -> Callable:
-        def hook(module: nn.Module, args: tuple, output: Any):
-            if isinstance(output, Tensor):
-                new, changed = self._process(group, output)
+    def _output_hook(self, group: list[_Entry], whole: bool) -> Callable:
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any):
+            if not args and kwargs:
+                args = tuple(kwargs.values())
+            if whole or isinstance(output, Tensor):
+                new, changed = self._process(group, output, module, args)
                 return new if changed else None
             if isinstance(output, tuple):
-                new, changed = self._process(group, output[0])
+                new, changed = self._process(group, output[0], module, args)
                 return (new, *output[1:]) if changed else None
-            new, changed = self._process(group, output.logits)  # ModelOutput of the root model
+            new, changed = self._process(group, output.logits, module, args)  # ModelOutput of the root model
             if changed:
                 output.logits = new
             return output
@@ -244,8 +352,9 @@ class HookSession:
                 runners.remove(runner)
             if not runners and hasattr(module, attention.RUNNER_ATTR):
                 delattr(module, attention.RUNNER_ATTR)
-            self.model._eager_users -= 1
-        if self._runners:
+        if self._eager_holds:
+            self.model._eager_users -= self._eager_holds
+            self._eager_holds = 0
             self.model._sync_attn_implementation()
         self._runners.clear()
         self._resid_pre.clear()

@@ -22,9 +22,16 @@ class NormSpec:
     eps: float
 
     @classmethod
-    def from_module(cls, module: nn.Module, kind: str) -> "NormSpec":
+    def from_module(cls, module: nn.Module, kind: str, root: nn.Module | None = None) -> "NormSpec":
+        """The norm of ``module``; pass the model ``root`` to read weights of a module accelerate offloaded."""
+        from .offload import materialise
+
         eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", None) or 1e-5
-        return cls(kind, getattr(module, "weight", None), getattr(module, "bias", None), float(eps))
+        if root is None:
+            weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+        else:
+            weight, bias = materialise(root, module, "weight"), materialise(root, module, "bias")
+        return cls(kind, weight, bias, float(eps))
 
     def scale(self, x: Float[Tensor, "... d"]) -> Float[Tensor, "... 1"]:
         """The per-position multiplier the norm applies to its (centred) input."""

@@ -12,9 +12,9 @@ GPT2 = Adapter(
     unembed="lm_head",
     block_sites={
         "attn_in": Site("attn", "input"),
-        "attn.q": Site("attn.c_attn", "output", "qkv_gpt2"),
-        "attn.k": Site("attn.c_attn", "output", "qkv_gpt2"),
-        "attn.v": Site("attn.c_attn", "output", "qkv_gpt2"),
+        "attn.q": Site("attn.c_attn", "output", "qkv_split"),
+        "attn.k": Site("attn.c_attn", "output", "qkv_split"),
+        "attn.v": Site("attn.c_attn", "output", "qkv_split"),
         "attn.z": Site("attn.c_proj", "input", "heads"),
         "attn_out": Site("attn", "output"),
         "mlp_in": Site("mlp", "input"),
