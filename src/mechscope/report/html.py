@@ -9,7 +9,10 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from ..display import View
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;
@@ -53,6 +56,11 @@ class Section:
         data = base64.b64encode(png).decode()
         self.parts.append(f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
                           f"<figcaption>{esc(caption)}</figcaption></figure>")
+        return self
+
+    def view(self, view: "View", caption: str = "") -> "Section":
+        """Embed an interactive :mod:`mechscope.display` view (self-contained: the report stays one offline file)."""
+        self.parts.append(f"<figure>{view.html()}<figcaption>{esc(caption)}</figcaption></figure>")
         return self
 
     def html(self) -> str:

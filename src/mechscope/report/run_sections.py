@@ -240,6 +240,9 @@ def _graph(s: Section, path: Path, ctx: dict) -> None:
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(f"attribution graph: {len(strongest)} strongest links (blue +, red -)")
     s.figure(fig, "Pruned attribution graph: nodes by prompt position and layer")
+    from ..display import graph_view
+
+    s.view(graph_view(g), "The same graph in the web UI's viewer: hover links for weights, click a node, prune")
 
 
 def _acdc(s: Section, path: Path, ctx: dict) -> None:
