@@ -60,7 +60,7 @@ function renderLinePlot(p) {
 
 /** {title, labels, values, value_name}: horizontal bars from zero (blue positive, red negative). */
 function renderBars(p) {
-  const rowH = 20, left = 150, right = 60, W = 660, H = Math.max(1, p.labels.length) * rowH + 8;
+  const rowH = 20, left = 150, right = 64, W = 660, H = Math.max(1, p.labels.length) * rowH + 8;
   const mx = Math.max(1e-12, ...finiteVals(p.values).map(Math.abs));
   const anyNeg = finiteVals(p.values).some((v) => v < 0);
   const zero = anyNeg ? left + (W - left - right) / 2 : left;
@@ -78,8 +78,7 @@ function renderBars(p) {
       fill: v >= 0 ? "#2563eb" : "#dc2626", class: "bar",
       onmousemove: (e) => tooltip.show(e, `${lab}: ${p.value_name || "value"} = ${fmt(v, 4)}`),
       onmouseleave: () => tooltip.hide()}));
-    svg.append(el("text", {x: v >= 0 ? zero + w + 4 : zero - w - 4, y: yy + rowH / 2 + 3, class: "axis",
-                           "text-anchor": v >= 0 ? "start" : "end"}, fmt(v, 3)));
+    svg.append(el("text", {x: W - 4, y: yy + rowH / 2 + 3, class: "axis", "text-anchor": "end"}, fmt(v, 3)));
   });
   return el("div", {class: "card"}, p.title ? el("h3", {}, p.title) : [], svg,
             el("div", {class: "legend"}, `${p.value_name || "value"}; hover a bar for its value`));
