@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -378,3 +379,47 @@ def test_hub_load_uses_snapshot_download(tmp_path, monkeypatch):
     monkeypatch.setattr(dio, "snapshot_download", offline)
     with pytest.raises(D.DictionaryNotFoundError, match=r"could not download hf://me/saes/layer_1.*no network"):
         D.load("hf://me/saes/layer_1")
+
+
+@pytest.mark.parametrize("arch, option", [("topk", "k"), ("batchtopk", "k"), ("crosscoder", "n_layers")])
+def test_a_mechscope_cfg_must_state_the_options_that_define_the_function(arch, option, tmp_path):
+    make(arch).save(tmp_path / "d")
+    cfg_path = tmp_path / "d" / "cfg.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["mechscope"]["options"][option]
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(D.DictionaryFormatError, match=rf"must state '{option}'.*no default") as err:
+        D.load(tmp_path / "d")
+    assert str(cfg_path) in str(err.value)
+
+
+def test_a_sae_lens_topk_cfg_without_k_is_refused(tmp_path):
+    make("topk").save(tmp_path / "d", fold=True)
+    cfg_path = tmp_path / "d" / "cfg.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["mechscope"], cfg["k"]
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(D.DictionaryFormatError, match=r"must state 'k'.*top-level"):
+        D.load(tmp_path / "d")
+
+
+@pytest.mark.parametrize("arch, edit, field", [
+    ("topk", lambda c: c.update(k=7), "k: 7 at the top level, 4 in the mechscope block"),
+    ("relu", lambda c: c.update(architecture="topk"), "architecture: 'topk' at the top level, 'standard'"),
+    ("relu", lambda c: c["mechscope"]["config"].update(transcoder=True, apply_b_dec_to_input=False),
+     "architecture: 'standard' at the top level, 'transcoder' in the mechscope block"),
+    ("relu", lambda c: c.update(d_sae=64), "d_sae: 64"),
+    ("relu", lambda c: c.update(apply_b_dec_to_input=False), "apply_b_dec_to_input"),
+    ("topk", lambda c: c.update(rescale_acts_by_decoder_norm=True), "rescale_acts_by_decoder_norm"),
+    ("relu", lambda c: c["metadata"].update(model_name="gpt2"), "metadata.model_name: 'gpt2'"),
+    ("relu", lambda c: c["metadata"].update(hook_name="blocks.3.hook_resid_post"), "metadata.hook_name"),
+])
+def test_conflicting_architecture_fields_are_refused(arch, edit, field, tmp_path):
+    make(arch, hook_name="blocks.2.resid_post", model_name="tiny").save(tmp_path / "d")
+    cfg_path = tmp_path / "d" / "cfg.json"
+    cfg = json.loads(cfg_path.read_text())
+    edit(cfg)
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(D.DictionaryFormatError, match=re.escape(field)) as err:
+        D.load(tmp_path / "d")
+    assert str(cfg_path) in str(err.value)

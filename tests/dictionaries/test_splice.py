@@ -219,3 +219,34 @@ def test_error_term_keeps_logits_in_other_families(family, tokens):
         with D.spliced(m, items):
             replaced = m(tokens)
     assert max_diff(kept, clean) <= 1e-5 and max_diff(replaced, clean) > 1e-3
+
+
+def test_a_dictionary_for_another_model_is_refused_even_when_widths_agree(model, tokens, tmp_path):
+    from mechscope.features import FeatureSource
+
+    other = sae(model_name="gpt2")  # model is "tiny-llama": same widths, other model
+    with pytest.raises(D.DictionaryModelError, match=r"trained on 'gpt2', but the model is 'tiny-llama'"):
+        with model.spliced(other):
+            pass
+    with pytest.raises(D.DictionaryModelError, match="allow_other_model=True"):
+        FeatureSource.from_dictionary(other, model)
+    other.save(tmp_path / "other")
+    with pytest.raises(D.DictionaryModelError):
+        D.load(tmp_path / "other", model=model)
+    # explicit override, unrecorded names, and other spellings of the same model are accepted
+    assert D.load(tmp_path / "other", model=model, allow_other_model=True).model_name == "gpt2"
+    FeatureSource.from_dictionary(other, model, allow_other_model=True)
+    with model.spliced(other, allow_other_model=True):
+        model(tokens)
+    for name in (None, "tiny-llama", "/some/folder/tiny-llama/", "org/Tiny-Llama"):
+        with model.spliced(sae(model_name=name)):
+            model(tokens)
+
+
+def test_model_names_compare_across_spellings():
+    from mechscope.dictionaries.splice import model_key
+
+    same = ["smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "/cache/SmolLM2-135M-Instruct.Q4_1.gguf"]
+    assert {model_key(n) for n in same} == {"smollm2-135m"}
+    assert model_key("gpt2-small") == model_key("gpt2") != model_key("gpt2-medium")
+    assert model_key("google/gemma-2-2b") == model_key("gemma-2-2b") != model_key("gemma-2-9b")

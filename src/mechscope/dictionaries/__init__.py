@@ -15,8 +15,8 @@ from .clt import CrossLayerTranscoder
 from .converters import (load_dictionary_learning, load_gemma_scope, load_llama_scope, load_sparsify,
                          load_transcoder_set, save_transcoder_set)
 from .crosscoder import Crosscoder
-from .errors import (DictionaryConfigError, DictionaryError, DictionaryFormatError, DictionaryNotFoundError,
-                     DictionaryShapeError, UnknownArchitectureError)
+from .errors import (DictionaryConfigError, DictionaryError, DictionaryFormatError, DictionaryModelError,
+                     DictionaryNotFoundError, DictionaryShapeError, UnknownArchitectureError)
 from .gated import GatedDictionary
 from .io import load, parse_hub_path, save
 from .jumprelu import JumpReLUDictionary
@@ -32,7 +32,7 @@ from .transcoder import create_mlp_transcoder
 __all__ = [
     "BatchTopKDictionary", "Crosscoder", "CrossLayerTranscoder", "Dictionary", "DictionaryConfig",
     "DictionaryConfigError", "DictionaryError", "DictionaryFormatError", "DictionaryNotFoundError",
-    "DictionaryOptions", "DictionaryOutput", "DictionaryShapeError", "GatedDictionary", "JumpReLUDictionary",
+    "DictionaryOptions", "DictionaryOutput", "DictionaryModelError", "DictionaryShapeError", "GatedDictionary", "JumpReLUDictionary",
     "PretrainedNotFoundError", "RELEASES", "ReLUDictionary", "Release", "get_release", "list_releases",
     "load_llama_scope", "load_pretrained", "Splice", "SpliceState", "TopKDictionary", "UnknownArchitectureError", "create",
     "create_mlp_transcoder", "fit_feature_scale", "get_class", "load", "load_dictionary_learning",

@@ -25,3 +25,7 @@ class DictionaryNotFoundError(DictionaryError, FileNotFoundError):
 
 class DictionaryShapeError(DictionaryError, ValueError):
     """A dictionary used with activations (or a model hook point) of another width or hook."""
+
+
+class DictionaryModelError(DictionaryError, ValueError):
+    """A dictionary used with another model than the one its ``model_name`` records (even when widths agree)."""

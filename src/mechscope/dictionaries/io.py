@@ -229,6 +229,44 @@ def _known(cls: type, data: dict[str, Any], what: str, where: str) -> dict[str, 
     return data
 
 
+#: Options that define what a dictionary computes: a cfg.json must state them (no silent default).
+REQUIRED_OPTIONS: dict[str, tuple[str, ...]] = {"topk": ("k",), "batchtopk": ("k",), "crosscoder": ("n_layers",),
+                                                "clt": ("n_layers", "activation")}
+#: Top-level (SAELens) fields of a mechscope cfg.json that must agree with its "mechscope" block.
+_MIRRORED = ("architecture", "d_in", "d_sae", "d_out", "dtype", "apply_b_dec_to_input", "normalize_activations",
+             "k", "n_layers", "rescale_acts_by_decoder_norm", "include_skip_connection")
+
+
+def _require_options(arch: str, given: dict[str, Any], where: str, place: str) -> None:
+    missing = [k for k in REQUIRED_OPTIONS.get(arch, ()) if k not in given]
+    if missing:
+        raise DictionaryFormatError(f"{where}: a {arch} dictionary must state {', '.join(map(repr, missing))} "
+                                    f"({place}); it defines what the dictionary computes, so no default is assumed")
+
+
+def check_consistent(raw: dict[str, Any], d: Dictionary, where: str) -> None:
+    """Refuse a mechscope cfg.json whose top-level (SAELens) fields contradict its ``mechscope`` block.
+
+    SAELens reads the top level, mechscope the block: when they disagree (an edited file, a file assembled from
+    two dictionaries) the two readers would compute different functions, so neither is chosen silently.
+    """
+    expected = config_dict(d)
+    conflicts = [f"{key}: {raw[key]!r} at the top level, {expected[key]!r} in the mechscope block"
+                 for key in _MIRRORED if key in raw and key in expected and raw[key] != expected[key]]
+    meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    for key, mine in (("model_name", d.cfg.model_name), ("hook_name", d.cfg.hook_name),
+                      ("hook_name_out", d.cfg.hook_name_out if d.cfg.transcoder else None)):
+        theirs = meta.get(key)
+        if theirs is None or mine is None:
+            continue
+        same = theirs == mine if key == "model_name" else to_canonical(theirs) == mine
+        if not same:
+            conflicts.append(f"metadata.{key}: {theirs!r} at the top level, {mine!r} in the mechscope block")
+    if conflicts:
+        raise DictionaryFormatError(f"{where}: conflicting fields ({'; '.join(conflicts)}); fix the file so both "
+                                    f"agree (saving the dictionary again writes a consistent one)")
+
+
 def parse_config(cfg: dict[str, Any], where: str = CFG_FILE) -> tuple[type[Dictionary], DictionaryConfig, Any,
                                                                        tuple[str, ...]]:
     """``cfg.json`` content -> (class, config, options, extras). Handles mechscope and plain SAELens files."""
@@ -236,6 +274,10 @@ def parse_config(cfg: dict[str, Any], where: str = CFG_FILE) -> tuple[type[Dicti
     try:
         if isinstance(ms, dict):
             cls = get_class(ms.get("architecture", ""))
+            for part in ("config", "options"):
+                if not isinstance(ms.get(part, {}), dict):
+                    raise DictionaryFormatError(f"{where}: mechscope.{part} must be a JSON object")
+            _require_options(cls.architecture, dict(ms.get("options", {})), where, "in mechscope.options")
             dcfg = DictionaryConfig(**_known(DictionaryConfig, dict(ms.get("config", {})), "config fields", where))
             options = cls.Options(**_known(cls.Options, dict(ms.get("options", {})), "options", where))
             extras = tuple(ms.get("extras", ()))
@@ -289,7 +331,8 @@ def _parse_sae_lens(cfg: dict[str, Any], where: str) -> tuple[type[Dictionary], 
     cls = get_class(name)
     options = dict(option_values)
     if name == "topk":
-        options["k"] = cfg.get("k", 100)
+        _require_options("topk", cfg, where, 'a top-level "k"')
+        options["k"] = cfg["k"]
     if name == "clt":
         options["n_layers"] = cfg.get("n_layers", 1)
     return cls, DictionaryConfig(**values), cls.Options(**options), ()
@@ -324,6 +367,8 @@ def load_folder(folder: Path) -> Dictionary:
     model = cls(dcfg, options)
     validate_tensors(tensors, model.expected_saved_shapes(extras), where=str(folder / WEIGHTS_FILE),
                      description=f"{model.architecture} dictionary with {cfg_path.name}'s widths")
+    if isinstance(raw.get("mechscope"), dict):
+        check_consistent(raw, model, str(cfg_path))
     if not isinstance(raw.get("mechscope"), dict) and raw.get("rescale_acts_by_decoder_norm"):
         tensors = fold_decoder_norms(tensors)
     model.load_saved_tensors(tensors)
@@ -362,7 +407,7 @@ def download_hub(path: str) -> Path:
 
 
 def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu", model: Any = None,
-         **metadata: Any) -> Dictionary:
+         allow_other_model: bool = False, **metadata: Any) -> Dictionary:
     """Load a dictionary from a folder, a file or ``hf://owner/repo/folder``.
 
     Recognised layouts: mechscope / SAELens folders, EleutherAI sparsify folders (``cfg.json`` + ``sae.safetensors``),
@@ -370,7 +415,8 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu", mo
     (``hook_name=``, ``model_name=``) fills in what foreign formats do not record. Circuit-tracer transcoder sets
     hold one dictionary per layer: use :func:`mechscope.dictionaries.converters.load_transcoder_set`.
     With ``model=`` (a HookedModel), the widths of the recorded hook points are checked against the model and a
-    dictionary for another model is refused with :class:`DictionaryShapeError`.
+    dictionary for another model is refused with :class:`DictionaryShapeError`, and one whose recorded
+    ``model_name`` names another model with :class:`DictionaryModelError` (``allow_other_model=True`` accepts it).
     """
     from . import converters
 
@@ -407,5 +453,5 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu", mo
     if model is not None:
         from .splice import check_model_compatible
 
-        check_model_compatible(model, d)
+        check_model_compatible(model, d, allow_other_model=allow_other_model)
     return d.to(device)

@@ -19,6 +19,7 @@ Several splices may be given at once; two splices may not write the same hook po
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from torch import Tensor
 from .base import Dictionary
 from .clt import CrossLayerTranscoder
 from .crosscoder import Crosscoder
-from .errors import DictionaryConfigError, DictionaryShapeError
+from .errors import DictionaryConfigError, DictionaryModelError, DictionaryShapeError
 from .hooknames import block_hook, to_canonical
 from .topk import BatchTopKDictionary
 
@@ -113,11 +114,44 @@ def _check_widths(model: Any, d: Dictionary, name_in: str, name_out: str | None)
         )
 
 
-def check_model_compatible(model: Any, d: Dictionary) -> None:
-    """Refuse (:class:`DictionaryShapeError`) a dictionary whose recorded hook points have other widths in ``model``.
+#: Other spellings of the same model (TransformerLens names, the built-ins' hub names), by normalised key.
+MODEL_ALIASES = {"gpt2-small": "gpt2", "smollm2-135m-instruct": "smollm2-135m", "gemma-3-270m-it": "gemma-3-270m"}
+_QUANT_SUFFIX = re.compile(r"[._-](q\d[\w]*|iq\d[\w]*|f16|f32|bf16)$")
+
+
+def model_key(name: Any) -> str:
+    """A model's name (built-in name, hub id, folder or .gguf path) reduced to compare across spellings:
+    ``/data/SmolLM2-135M-Instruct.Q4_1.gguf``, ``HuggingFaceTB/SmolLM2-135M-Instruct`` and ``smollm2-135m`` agree."""
+    key = str(name).strip().replace("\\", "/").rstrip("/").split("/")[-1].lower().removesuffix(".gguf")
+    key = _QUANT_SUFFIX.sub("", key)
+    return MODEL_ALIASES.get(key, key)
+
+
+def check_model_name(model: Any, d: Dictionary, *, allow_other_model: bool = False) -> None:
+    """Refuse (:class:`DictionaryModelError`) a dictionary recorded for another model than ``model``.
+
+    Widths can agree by accident (every 576-wide model reads 576-wide residuals): the recorded ``model_name`` is the
+    check that the dictionary was trained on this model's activations. Names are compared through
+    :func:`model_key`; a dictionary or model without a name is not checked. ``allow_other_model=True`` skips the
+    check (a dictionary deliberately transferred to a fine-tune, say).
+    """
+    mine = getattr(d.cfg, "model_name", None)
+    theirs = getattr(getattr(model, "cfg", None), "name", None)
+    if allow_other_model or not mine or not isinstance(theirs, str) or not theirs:
+        return
+    if model_key(mine) != model_key(theirs):
+        raise DictionaryModelError(
+            f"this {d.architecture} dictionary was trained on {mine!r}, but the model is {theirs!r}; load the model "
+            f"it was trained on, or pass allow_other_model=True to use it anyway")
+
+
+def check_model_compatible(model: Any, d: Dictionary, *, allow_other_model: bool = False) -> None:
+    """Refuse a dictionary whose recorded hook points have other widths in ``model`` (:class:`DictionaryShapeError`)
+    or that records another model (:class:`DictionaryModelError`, see :func:`check_model_name`).
 
     Hook points the dictionary does not record, or whose width the model does not state, are not checked.
     """
+    check_model_name(model, d, allow_other_model=allow_other_model)
     if isinstance(d, CrossLayerTranscoder):
         n_model = getattr(getattr(model, "cfg", None), "n_layers", None)
         if isinstance(n_model, int) and d.layers[-1] >= n_model:
@@ -209,13 +243,14 @@ def _clt_hooks(model: Any, sp: Splice, keep: bool, state: SpliceState) -> list[t
 
 @contextmanager
 def spliced(model: Any, dicts_and_sites: SpliceSpec | Sequence[SpliceSpec], keep_error: bool = False, *,
-            at: str | None = None, out: str | None = None,
-            edit: Callable[..., Tensor] | None = None) -> Iterator[SpliceState]:
+            at: str | None = None, out: str | None = None, edit: Callable[..., Tensor] | None = None,
+            allow_other_model: bool = False) -> Iterator[SpliceState]:
     """Replace activations with dictionary reconstructions inside a ``with`` block (see module docstring).
 
     ``dicts_and_sites``: a dictionary, ``(dictionary, hook_name)``, ``(dictionary, (hook_in, hook_out))``, a
     :class:`Splice`, or a list of those. ``at`` / ``out`` / ``edit`` are shorthands for a single dictionary:
     ``spliced(model, sae, at="blocks.6.resid_post")``. ``model`` needs ``model.hooks([(name, fn), ...])``.
+    A dictionary recorded for another model is refused (:func:`check_model_name`) unless ``allow_other_model``.
     """
     if at is not None or out is not None or edit is not None:
         if not isinstance(dicts_and_sites, Dictionary):
@@ -230,6 +265,7 @@ def spliced(model: Any, dicts_and_sites: SpliceSpec | Sequence[SpliceSpec], keep
     for i, sp in enumerate(_as_splice(item) for item in items):
         keep = keep_error if sp.keep_error is None else sp.keep_error
         d = sp.dictionary
+        check_model_name(model, d, allow_other_model=allow_other_model)
         if isinstance(d, BatchTopKDictionary) and d.training:
             raise DictionaryConfigError("a BatchTopK dictionary in training mode encodes whole batches at once; "
                                         "call .eval() to splice it with its inference threshold")

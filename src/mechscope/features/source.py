@@ -58,8 +58,10 @@ class FeatureSource:
         return self.encode(flat).reshape(*lead, self.d_sae).float()  # (..., S)
 
     @classmethod
-    def from_dictionary(cls, d: Any, model: Any = None, hook_name: str | None = None) -> "FeatureSource":
-        """A source for any mechscope dictionary; checks widths and hook points against ``model`` when given."""
+    def from_dictionary(cls, d: Any, model: Any = None, hook_name: str | None = None, *,
+                        allow_other_model: bool = False) -> "FeatureSource":
+        """A source for any mechscope dictionary; checks widths, hook points and the recorded model name against
+        ``model`` when given (``allow_other_model=True`` accepts a dictionary recorded for another model)."""
         from ..dictionaries import Crosscoder, CrossLayerTranscoder
         from ..dictionaries.splice import check_model_compatible
 
@@ -77,7 +79,7 @@ class FeatureSource:
             names = [name]
         if model is not None:
             names = [model.resolve(n).name for n in names]  # unknown hook points raise with close matches
-            check_model_compatible(model, d)
+            check_model_compatible(model, d, allow_other_model=allow_other_model)
             if hook_name is not None:
                 d.check_compatible(d.d_in, hook_name)
         d_sae = int(torch.Size(d.latent_shape()).numel())
