@@ -34,6 +34,7 @@ tour: fetch  ## the main job: the guided tour on the built-in model
 	$(BIN)/mechscope tour --out $(TOUR_OUT)
 
 test: setup  ## the whole test suite, real-model tier included (fetches the built-in models on first use)
+	@$(BIN)/mechscope data fetch prose || echo "make test: no prose corpus (reason above); tests that need it use code"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup  ## tiny random models only

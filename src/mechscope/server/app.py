@@ -155,7 +155,7 @@ def _validation_message(errors: list[dict]) -> str:
 
 def create_app(config: ServeConfig, *, load_model: Callable[[], Any] | None = None) -> FastAPI:
     """The web UI and JSON API over ``config.runs``. ``load_model`` overrides how the model is loaded (tests)."""
-    from . import routes_features, routes_model, routes_runs
+    from . import routes_features, routes_model, routes_runs, trace
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -238,6 +238,7 @@ def create_app(config: ServeConfig, *, load_model: Callable[[], Any] | None = No
     app.include_router(routes_runs.router)
     app.include_router(routes_features.router)
     app.include_router(routes_model.router)
+    app.include_router(trace.router)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
