@@ -71,6 +71,11 @@ CONFIGS: dict[str, transformers.PretrainedConfig] = {
     "qwen2_moe": transformers.Qwen2MoeConfig(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
                                              shared_expert_intermediate_size=32, mlp_only_layers=[1],
                                              **{**_LLAMA_SHAPE, "num_hidden_layers": 3}),
+    "olmoe": transformers.OlmoeConfig(num_experts=4, num_experts_per_tok=2, **_LLAMA_SHAPE),
+    "gpt_neo": transformers.GPTNeoConfig(hidden_size=32, num_layers=2, num_heads=4, window_size=4,
+                                         attention_types=[[["global", "local"], 1]], max_position_embeddings=64,
+                                         vocab_size=VOCAB, **_IDS),
+    "olmo3": transformers.Olmo3Config(**_LLAMA_SHAPE),
     "qwen3_moe": transformers.Qwen3MoeConfig(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
                                              head_dim=8, norm_topk_prob=True, **_LLAMA_SHAPE),
 }

@@ -128,7 +128,7 @@ class ActivationCache(Mapping):
         scale of the full output, so the heads still sum to ``attn_out``.
         """
         z = self[f"blocks.{layer}.attn.z"]  # (B, T, H, Dh)
-        w_o = self.model.W_O(layer).to(z.dtype)  # (H, Dh, D)
+        w_o = self.model.W_O(layer).to(device=z.device, dtype=z.dtype)  # (H, Dh, D); layers may sit elsewhere
         per_head = torch.einsum("bthd,hdm->bthm", z, w_o)  # (B, T, H, D)
         norm = self.model.attn_out_norm(layer)
         if norm is not None:
@@ -138,7 +138,8 @@ class ActivationCache(Mapping):
 
     def attn_bias(self, layer: int) -> Tensor | float:
         b = self.model.b_O(layer)
-        return 0.0 if b is None else b
+        z = self._store.get(f"blocks.{layer}.attn.z")
+        return 0.0 if b is None else b if z is None else b.to(z.device)
 
     def stack_head_results(self, layers: range | list[int] | None = None
                            ) -> tuple[Float[Tensor, "component batch pos d_model"], list[str]]:

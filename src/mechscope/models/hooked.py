@@ -21,7 +21,7 @@ from .adapters import Adapter, adapter_for
 from .adapters.base import Site, resolve_sites
 from .config import ModelConfig, parse_dtype, read_config
 from .hook_points import HookNamespace, HookPoint
-from .hooking import Hook, HookFn, HookSession, catch_stop
+from .hooking import OBSERVER_ATTR, Hook, HookFn, HookSession, catch_stop
 from .norms import NormSpec
 from .tokens import Inputs, Tokens, encode, tokenizer_adds_bos
 
@@ -214,6 +214,7 @@ class HookedModel:
                 t = t.to(device=device or t.device, dtype=dtype or t.dtype)
             store[hook.name] = t
 
+        setattr(record, OBSERVER_ATTR, True)
         last = points[-1] if stop_early and points[-1].name != "logits" else None
         logits = None
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):

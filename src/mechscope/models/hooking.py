@@ -87,6 +87,14 @@ def _version(t: Tensor) -> int | None:
         return None
 
 
+OBSERVER_ATTR = "_mechscope_observer"
+"""Set on a hook function that never edits its argument (run_with_cache's recorder): it gets no defensive copy."""
+
+
+def _observing(entry: _Entry) -> bool:
+    return all(getattr(fn, OBSERVER_ATTR, False) for fn in entry.fns)
+
+
 def _run_fns(entry: _Entry, act: Tensor) -> tuple[Tensor, bool]:
     """Run the entry's functions in order; returns the final tensor and whether any function changed it.
 
@@ -303,6 +311,10 @@ class HookSession:
             else:
                 read = layouts.read(raw, site.layout, kind, ctx)
                 act = read if scale is None else read * scale  # the same product HF computes, so the same bits
+                if site.io == "input" and not _observing(entry):
+                    # HF may pass a module's input on elsewhere too (the shared normalised input of a parallel
+                    # block, OLMo-2's raw residual): an in-place edit must reach this module only.
+                    act = act.clone()
                 old = act.clone() if site.layout in _WRITE_NEEDS_OLD else None  # fns may edit act in place
                 new, edited = _run_fns(entry, act)
                 if edited:

@@ -40,10 +40,10 @@ class NormSpec:
             return torch.rsqrt(x.var(-1, keepdim=True, unbiased=False) + self.eps)
         return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
 
-    def _gain(self) -> Tensor | float:
+    def _gain(self, device: torch.device | None = None) -> Tensor | float:
         if self.weight is None:
             return 1.0
-        w = self.weight.float()
+        w = self.weight.float().to(device) if device is not None else self.weight.float()
         return 1.0 + w if self.kind == "rms_one_plus" else w
 
     def apply_linear(self, component: Float[Tensor, "... d"], scale: Float[Tensor, "... 1"]) -> Float[Tensor, "... d"]:
@@ -51,7 +51,7 @@ class NormSpec:
         c = component.float()
         if self.kind == "layernorm":
             c = c - c.mean(-1, keepdim=True)
-        return c * scale * self._gain()
+        return c * scale * self._gain(c.device)  # the norm may sit on another device than the activations
 
     def bias_term(self) -> Tensor | float:
         return self.bias.float() if self.bias is not None else 0.0

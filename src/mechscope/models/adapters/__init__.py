@@ -8,10 +8,11 @@ from .cohere import COHERE
 from .falcon import FALCON
 from .gemma import GEMMA, GEMMA2, GEMMA3
 from .gpt2 import GPT2
+from .gpt_neo import GPT_NEO
 from .gptj import GPTJ
 from .granite import GRANITE
 from .llama import LLAMA, QWEN3, SMOLLM3
-from .moe import MIXTRAL, QWEN2_MOE, QWEN3_MOE
+from .moe import MIXTRAL, OLMOE, QWEN2_MOE, QWEN3_MOE
 from .neox import NEOX
 from .olmo import OLMO, OLMO2
 from .opt import OPT
@@ -19,7 +20,8 @@ from .phi import PHI, PHI3
 from .stablelm import STABLELM
 
 ADAPTERS: tuple[Adapter, ...] = (LLAMA, QWEN3, SMOLLM3, GEMMA, GEMMA2, GEMMA3, GPT2, NEOX, OLMO, OLMO2, PHI, PHI3, STABLELM,
-                                 GPTJ, FALCON, GRANITE, COHERE, BLOOM, OPT, MIXTRAL, QWEN2_MOE, QWEN3_MOE)
+                                 GPTJ, GPT_NEO, FALCON, GRANITE, COHERE, BLOOM, OPT, MIXTRAL, QWEN2_MOE, QWEN3_MOE,
+                                 OLMOE)
 
 
 class UnsupportedArchitectureError(ValueError):

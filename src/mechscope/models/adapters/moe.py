@@ -1,4 +1,4 @@
-"""Mixture-of-experts families: Mixtral, Qwen2-MoE, Qwen3-MoE (Llama / Qwen-shaped attention).
+"""Mixture-of-experts families: Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE (Llama / Qwen / OLMo-2-shaped attention).
 
 Each MoE block is a router (``mlp.gate``) and one fused experts module (``mlp.experts``); Qwen2-MoE adds a gated
 shared expert. Hook points of an MoE block (see ``base.moe_sites``):
@@ -16,7 +16,7 @@ shared expert. Hook points of an MoE block (see ``base.moe_sites``):
 
 from dataclasses import replace
 
-from .base import Adapter, Site, moe_sites
+from .base import Adapter, Site, moe_sites, separate_projection_sites
 from .llama import ATTN_SITES, QWEN3_QK
 
 _MLP = {
@@ -41,3 +41,7 @@ MIXTRAL = Adapter(
 QWEN2_MOE = replace(MIXTRAL, name="qwen2_moe", model_types=("qwen2_moe",))
 QWEN3_MOE = replace(MIXTRAL, name="qwen3_moe", model_types=("qwen3_moe",), block_sites={**ATTN_SITES, **QWEN3_QK,
                                                                                          **_MLP})
+
+# OLMoE: Llama-shaped blocks with OLMo-2's full-width q/k norms (q / k read after them) and an MoE MLP.
+OLMOE = replace(MIXTRAL, name="olmoe", model_types=("olmoe",), block_sites={
+    **ATTN_SITES, **separate_projection_sites("self_attn", "q_norm", "k_norm"), **_MLP})
