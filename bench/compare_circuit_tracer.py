@@ -13,7 +13,8 @@ every 4th layer; the other layers get inert transcoders (no feature ever fires: 
 which is what mechscope does for a layer without a transcoder; circuit-tracer needs one per layer).
 
 Nodes are matched by key, not by index: features by (layer, pos, index), errors by (layer, pos), tokens by pos,
-logits by token id; then every adjacency entry of the matched square is compared. Timings alternate between the
+logits by token id; then every adjacency entry of the matched square is compared, and the replacement and
+completeness scores of both graphs (``compare_scores``). Timings alternate between the
 two libraries (one circuit-tracer process with ``--warmup`` untimed runs then a timed one, then one mechscope run,
 ``--rounds`` times, after ``--warmup`` untimed mechscope runs), each
 timed inside its process around the attribution call alone, at the same thread count.
@@ -225,6 +226,37 @@ def compare(g, ct: dict) -> dict:
     return res
 
 
+def compare_scores(g, ct: dict, ct_meta: dict) -> dict:
+    """Replacement / completeness scores (circuit-tracer's ``compute_graph_scores``) side by side:
+
+    - ``mechscope`` on its own graph and ``circuit_tracer`` on its own graph (``compute_graph_scores`` in its venv);
+    - ``mechscope_formula_on_circuit_tracer_adjacency``: mechscope's ``graph_scores`` applied to circuit-tracer's
+      adjacency, a check of the definitions alone (same matrix, so only float rounding may differ);
+    - ``mechscope_bos_errors_zeroed``: mechscope's graph with circuit-tracer's BOS convention (its position-0 error
+      columns zeroed, as circuit-tracer zeroes those error vectors), the end-to-end comparison.
+    """
+    import dataclasses
+
+    from mechscope.circuits.scores import graph_scores
+
+    L, T = g.n_layers, len(g.prompt_tokens)
+    F_ct, n_ct = len(ct["selected_features"]), ct["adjacency"].shape[0]
+    w = torch.zeros(n_ct)
+    w[n_ct - len(ct["logit_probs"]):] = ct["logit_probs"]
+    on_ct = graph_scores(ct["adjacency"], w, slice(F_ct, F_ct + L * T), slice(F_ct + L * T, F_ct + L * T + T))
+    adj = g.adjacency.clone()
+    adj[:, [g.error_index(l, 0) for l in range(L)]] = 0
+    bos = dataclasses.replace(g, adjacency=adj, replacement_score=None, completeness_score=None)
+    ct_scores = tuple(ct_meta["graph_scores"])
+    rows = {"mechscope": (g.replacement_score, g.completeness_score), "circuit_tracer": ct_scores,
+            "mechscope_formula_on_circuit_tracer_adjacency": tuple(on_ct),
+            "mechscope_bos_errors_zeroed": (bos.replacement_score, bos.completeness_score)}
+    out: dict = {k: {"replacement_score": v[0], "completeness_score": v[1]} for k, v in rows.items()}
+    for k in ("mechscope", "mechscope_formula_on_circuit_tracer_adjacency", "mechscope_bos_errors_zeroed"):
+        out[k]["abs_diff_vs_circuit_tracer"] = [abs(a - b) for a, b in zip(rows[k], ct_scores)]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny", choices=["tiny", "smollm2-135m"])
@@ -289,6 +321,7 @@ def main() -> None:
     assert graph is not None and ct is not None and ct_meta is not None
 
     res = compare(graph, ct)
+    res["graph_scores"] = compare_scores(graph, ct, ct_meta)
     with torch.no_grad():
         ms_logits = model(tokens)[0, -1].float()
     res["model_logits_max_abs_diff"] = {

@@ -79,6 +79,7 @@ def main() -> None:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     from circuit_tracer import attribute
+    from circuit_tracer.graph import compute_graph_scores
     from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
     from circuit_tracer.transcoder.single_layer_transcoder import load_transcoder_set
 
@@ -138,6 +139,7 @@ def main() -> None:
         "versions": {p: version(p) for p in ("circuit-tracer", "transformer-lens", "transformers", "torch")},
         "load_s": load_s, "attribute_s": times, "threads": torch.get_num_threads(),
         "n_active": int(graph.active_features.shape[0]), "n_selected": int(sel.shape[0]),
+        "graph_scores": list(compute_graph_scores(graph)),  # (replacement, completeness) of the unpruned graph
     }, indent=1))
 
 

@@ -22,12 +22,31 @@ Edge scores are ``A[t, s] * (influence[t] + w[t])`` on the node-pruned graph; ed
 share ``edge_threshold``. Finally features and errors without a kept outgoing edge (and features without a kept
 incoming edge) are dropped, repeatedly until stable.
 
+Scores (``replacement_score``, ``completeness_score``; :mod:`mechscope.circuits.scores`)
+----------------------------------------------------------------------------------------
+circuit-tracer's ``compute_graph_scores``, on the *unpruned* adjacency, with ``A`` the row-normalised absolute
+adjacency, ``w`` the logit weights above and ``I = w (A + A^2 + ...)`` the influence:
+
+- replacement score ``= sum(I[tokens]) / (sum(I[tokens]) + sum(I[errors]))``: the logits' influence flows back
+  through the normalised edges until it ends at token or error nodes; this is the fraction ending at tokens, i.e.
+  carried through features alone. 1 when no path from a token to a logit passes an error node.
+- completeness score ``= sum_i (1 - e_i) (I_i + w_i) / sum_i (I_i + w_i)`` over every node, where
+  ``e_i = sum_{j in errors} A[i, j]`` is the share of node ``i``'s normalised input from error nodes (0 for nodes
+  without inputs: tokens, errors and any feature without incoming edges, which therefore count as complete).
+
+A graph whose error nodes carry nothing (zero error columns) scores 1 and 1; a graph without edges gets ``nan``
+(``null`` in JSON). Both are computed when the graph is built, kept on the object and written to the metadata.
+Note: circuit-tracer zeroes the error nodes at a BOS position 0, mechscope keeps them (see
+``AttributionConfig.drop_bos_features``), so on prompts that start with BOS the two libraries' scores differ by
+that convention; with the position-0 error columns zeroed they agree (bench/RESULTS.md).
+
 JSON file (:meth:`AttributionGraph.to_json`), the layout circuit-tracer writes and Neuronpedia's viewer reads
 ------------------------------------------------------------------------------------------------------------
 ::
 
     {"metadata": {"slug", "scan", "transcoder_list": [], "prompt_tokens": [str], "prompt", "node_threshold",
-                  "edge_threshold", "schema_version": 1, "generator": "mechscope"},
+                  "edge_threshold", "schema_version": 1, "generator": "mechscope", "replacement_score",
+                  "completeness_score"},
      "qParams": {"pinnedIds": [], "supernodes": [[name, node_id, ...]], "linkType": "both", "clickedId": "",
                  "sg_pos": ""},
      "nodes": [{"node_id", "jsNodeId", "feature", "layer", "ctx_idx", "feature_type", "token_prob",
@@ -55,6 +74,8 @@ from jaxtyping import Bool, Float, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .scores import GraphScores, graph_scores, influence, normalize_rows
+
 
 @dataclass
 class PruneResult:
@@ -67,24 +88,6 @@ class PruneResult:
     """Each node's position in the cumulative influence ranking (smaller = more influential)."""
     influence: Float[Tensor, "n"]
     """Raw influence on the weighted logits."""
-
-
-def normalize_rows(adj: Tensor) -> Tensor:
-    a = adj.abs()
-    return a / a.sum(1, keepdim=True).clamp_min(1e-10)
-
-
-def influence(adj: Tensor, weights: Tensor, max_iter: int = 1000) -> Tensor:
-    """``weights (A + A^2 + ...)`` on the row-normalised absolute adjacency (a DAG, so the series ends)."""
-    A = normalize_rows(adj)
-    current = weights @ A
-    total = current.clone()
-    for _ in range(max_iter):
-        current = current @ A
-        if not current.any():
-            break
-        total += current
-    return total
 
 
 def _threshold_mask(scores: Tensor, threshold: float) -> Tensor:
@@ -116,6 +119,14 @@ class AttributionGraph:
     n_layers: int
     adjacency: Float[Tensor, "n n"]
     model_name: str = ""
+    replacement_score: float | None = None
+    """circuit-tracer's replacement score of the unpruned graph (module docstring); computed at construction."""
+    completeness_score: float | None = None
+    """circuit-tracer's completeness score of the unpruned graph (module docstring); computed at construction."""
+
+    def __post_init__(self) -> None:
+        if self.replacement_score is None or self.completeness_score is None:
+            self.replacement_score, self.completeness_score = self.scores()
 
     # ------------------------------------------------------------------ layout
     @property
@@ -174,6 +185,11 @@ class AttributionGraph:
         w[self.logit_offset:] = self.logit_probs
         return w
 
+    def scores(self) -> GraphScores:
+        """Replacement and completeness scores of the current adjacency (recomputed; module docstring)."""
+        return graph_scores(self.adjacency, self.logit_weights(), slice(self.error_offset, self.token_offset),
+                            slice(self.token_offset, self.logit_offset))
+
     # ------------------------------------------------------------------ pruning
     def prune(self, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> PruneResult:
         """Node and edge pruning by cumulative influence (see the module docstring)."""
@@ -221,7 +237,8 @@ class AttributionGraph:
         meta = {"slug": slug, "scan": scan or self.model_name, "transcoder_list": [],
                 "prompt_tokens": self.token_strs, "prompt": prompt if prompt is not None else "".join(self.token_strs),
                 "node_threshold": node_threshold, "edge_threshold": edge_threshold, "schema_version": 1,
-                "generator": "mechscope"}
+                "generator": "mechscope", "replacement_score": _finite(self.replacement_score),
+                "completeness_score": _finite(self.completeness_score)}
         q = {"pinnedIds": [], "supernodes": supernodes or [], "linkType": "both", "clickedId": "", "sg_pos": ""}
         return {"metadata": meta, "qParams": q, "nodes": nodes, "links": links}
 
@@ -268,7 +285,8 @@ class AttributionGraph:
         save_file(tensors, tmp)
         os.replace(tmp, folder / "graph.safetensors")
         meta = {"token_strs": self.token_strs, "logit_token_strs": self.logit_token_strs, "n_layers": self.n_layers,
-                "model_name": self.model_name}
+                "model_name": self.model_name, "replacement_score": _finite(self.replacement_score),
+                "completeness_score": _finite(self.completeness_score)}
         _atomic_write(folder / "graph_meta.json", json.dumps(meta))
         return folder
 
@@ -285,6 +303,11 @@ class AttributionGraph:
         from ..display import graph_view
 
         return graph_view(self.to_json(), title=f"attribution graph {self.model_name}".strip()).html()
+
+
+def _finite(x: float | None) -> float | None:
+    """JSON has no NaN: a score without a value (a graph without edges) is written as null."""
+    return None if x is None or x != x else float(x)
 
 
 def _atomic_write(path: Path, text: str) -> Path:

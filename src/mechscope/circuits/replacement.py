@@ -23,7 +23,7 @@ after the final norm.
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -166,7 +166,8 @@ class ReplacementModel:
 
     def run(self, state: FrozenState, *, batch: int = 1, edit: FeatureEdit | None = None, propagate: bool = False,
             probes: bool = False, stop_at_final_norm: bool = False, grad: bool = False,
-            embed_scale: Tensor | None = None, error_scale: dict[int, Tensor] | None = None) -> RunOutput:
+            embed_scale: Tensor | None = None, error_scale: dict[int, Tensor] | None = None,
+            freeze_attention: bool = True, freeze_norms: bool = True) -> RunOutput:
         """Replay the frozen prompt ``batch`` times through the replacement model.
 
         ``edit(layer, acts)`` changes the feature activations read at ``layer`` (batch, pos, d_sae) before they are
@@ -174,6 +175,9 @@ class ReplacementModel:
         with ``propagate=True`` each layer's features are re-encoded from the MLP input of this run. ``probes``
         adds zero leaf tensors (requiring grad) to ``embed`` and every ``mlp_out``. ``embed_scale`` (pos,) or (batch, pos)
         scales the token embeddings; ``error_scale`` maps a layer to factors (pos,) or (batch, pos) of its error nodes.
+        ``freeze_attention=False`` / ``freeze_norms=False`` let the attention patterns / normalisation scales be
+        recomputed from this run's residual stream (the replacement model is then no longer linear; the error nodes
+        stay frozen, so with no edit the real logits are still reproduced).
         """
         T, D = state.n_pos, self.model.cfg.d_model
         dtype = state.embed.dtype
@@ -223,9 +227,11 @@ class ReplacementModel:
 
         hooks = [("embed", embed), ("final_norm", final)]
         for l in range(self.n_layers):
-            hooks += [(f"blocks.{l}.attn.pattern", pattern), (f"blocks.{l}.mlp_in", mlp_in),
-                      (f"blocks.{l}.mlp_out", mlp_out)]
-        with torch.set_grad_enabled(grad or probes), self._frozen_norms(state), self.model.hooks(hooks):
+            if freeze_attention:
+                hooks.append((f"blocks.{l}.attn.pattern", pattern))
+            hooks += [(f"blocks.{l}.mlp_in", mlp_in), (f"blocks.{l}.mlp_out", mlp_out)]
+        norms = self._frozen_norms(state) if freeze_norms else nullcontext()
+        with torch.set_grad_enabled(grad or probes), norms, self.model.hooks(hooks):
             with catch_stop():
                 out.logits = self.model(tokens)
         return out

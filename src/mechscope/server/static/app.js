@@ -121,8 +121,7 @@ async function viewGraph(run, params) {
   let g;
   try { g = await api(`/api/runs/${enc(run)}/graphs/${encPath(path)}`); }
   catch (e) { return holder.replaceChildren(errorBox(e.message)); }
-  const title = el("p", {class: "muted"}, `prompt: ${JSON.stringify(g.metadata.prompt || "")} · ${g.nodes.length}` +
-                                          ` nodes, ${g.links.length} links`);
+  const title = graphSummary(g);
   holder.replaceChildren(title);
   const box = el("div", {});
   holder.append(box);

@@ -23,6 +23,28 @@ function nodeLabel(n) {
   return parts.join(" · ");
 }
 
+const SCORE_HELP = {
+  replacement_score: "replacement score (circuit-tracer): fraction of the logits' influence that reaches the " +
+    "prompt tokens through features rather than ending at error nodes (1 = no error node on any path)",
+  completeness_score: "completeness score (circuit-tracer): influence-weighted fraction of every node's input " +
+    "that does not come from error nodes",
+};
+
+/** The graph's summary line: prompt, node and link counts, and the replacement / completeness scores of the
+    unpruned graph when the metadata carries them (hover a score for its definition). */
+function graphSummary(graph) {
+  const meta = graph.metadata || {};
+  const line = el("p", {class: "muted", id: "graph-summary"},
+    `prompt: ${JSON.stringify(meta.prompt || "")} · ${graph.nodes.length} nodes, ${graph.links.length} links`);
+  for (const [key, label] of [["replacement_score", "replacement score"],
+                              ["completeness_score", "completeness score"]]) {
+    if (!(key in meta)) continue;
+    line.append(" · ", el("span", {class: "graph-score", title: SCORE_HELP[key], dataset: {score: key}},
+                          `${label} ${fmt(meta[key])}`));
+  }
+  return line;
+}
+
 /** Draw `graph` into `container`; `onSelect(node)` is called when a node is clicked. Returns {select(id)}. */
 function renderGraph(container, graph, onSelect) {
   const W = 1000, H = 620, left = 70, bottom = 70, top = 24, right = 20;
