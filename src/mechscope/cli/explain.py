@@ -47,8 +47,13 @@ def run(args: argparse.Namespace) -> int:
     with FeatureDB(cfg.db) as db:
         for f in cfg.features:
             res = interpret(client, db, f, ai)
-            db.set_explanation(f, res.explanation, res.scores)
+            db.set_explanation(f, res.explanation, res.scores, status=res.status)
+            if res.explanation is None:
+                print(f"feature {f}: no usable explanation from the model (status {res.status}; nothing scored)")
+                continue
             scores = "; ".join(f"{k}: precision {v['precision']:.2f} recall {v['recall']:.2f} auroc {v['auroc']:.2f}"
+                               f" on {v['n']} examples" + (f", {v['n_unparsed']} unparseable replies left out"
+                                                           if v.get("n_unparsed") else "")
                                for k, v in res.scores.items())
-            print(f"feature {f}: {res.explanation}\n  {scores}")
+            print(f"feature {f}: {res.explanation}\n  {scores or 'not scored'} (status {res.status})")
     return 0

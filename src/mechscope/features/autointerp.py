@@ -8,7 +8,12 @@
   once with as many random inactive tokens marked; the LLM is asked whether the marked tokens match.
 
 Each scorer reports precision and recall separately (prediction: ``P(yes) > threshold``), accuracy, and the
-threshold-free AUROC of ``P(yes)``. Held-out means: examples not shown when explaining (top examples after the
+threshold-free AUROC of ``P(yes)``.
+
+Nothing unusable is scored as if it were real. An explainer reply with no usable sentence (empty, punctuation, a
+refusal) gives ``explanation=None`` and ``status="no_explanation"``, never a template; a scorer reply that is
+neither yes nor no is left out of the metrics (counted in ``n_unparsed``), never taken as ``P(yes) = 0.5``, and
+:attr:`Interpretation.status` says so (``"partly_unscored"``, or ``"unscored"`` when nothing could be scored). Held-out means: examples not shown when explaining (top examples after the
 first ``n_explain``, and the uniformly sampled ones). Negatives are other features' top examples from sequences
 where this feature was not among the recorded examples (so, as far as the statistics know, inactive).
 """
@@ -16,6 +21,7 @@ where this feature was not among the recorded examples (so, as far as the statis
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,36 +56,51 @@ class AutointerpConfig:
 
 @dataclass
 class ScorerResult:
-    """One scorer's verdicts: labels (True: activating / correctly marked) and P(yes) per example."""
+    """One scorer's verdicts: labels (True: activating / correctly marked) and P(yes) per example.
+
+    ``p_yes`` is None where the model's reply was neither yes nor no: those examples are left out of every metric
+    (``n_unparsed`` counts them). A metric with nothing to measure is NaN (no predicted positives for precision, no
+    positives for recall, no scored example for accuracy), never a made-up 0.
+    """
 
     name: str
     labels: list[bool]
-    p_yes: list[float]
+    p_yes: list[float | None]
     threshold: float = 0.5
 
+    def _scored(self) -> list[tuple[float, bool]]:
+        return [(p, y) for p, y in zip(self.p_yes, self.labels) if p is not None]
+
     @property
-    def predictions(self) -> list[bool]:
-        return [p > self.threshold for p in self.p_yes]
+    def n_unparsed(self) -> int:
+        return sum(p is None for p in self.p_yes)
+
+    @property
+    def predictions(self) -> list[bool | None]:
+        return [None if p is None else p > self.threshold for p in self.p_yes]
 
     @property
     def precision(self) -> float:
-        tp = sum(p and y for p, y in zip(self.predictions, self.labels))
-        return tp / max(sum(self.predictions), 1)
+        pairs = [(p > self.threshold, y) for p, y in self._scored()]
+        predicted = sum(pred for pred, _ in pairs)
+        return sum(pred and y for pred, y in pairs) / predicted if predicted else float("nan")
 
     @property
     def recall(self) -> float:
-        tp = sum(p and y for p, y in zip(self.predictions, self.labels))
-        return tp / max(sum(self.labels), 1)
+        pairs = [(p > self.threshold, y) for p, y in self._scored()]
+        positives = sum(y for _, y in pairs)
+        return sum(pred and y for pred, y in pairs) / positives if positives else float("nan")
 
     @property
     def accuracy(self) -> float:
-        return sum(p == y for p, y in zip(self.predictions, self.labels)) / max(len(self.labels), 1)
+        pairs = self._scored()
+        return sum((p > self.threshold) == y for p, y in pairs) / len(pairs) if pairs else float("nan")
 
     @property
     def auroc(self) -> float:
         """P(a random positive gets a higher P(yes) than a random negative); ties count half."""
-        pos = [p for p, y in zip(self.p_yes, self.labels) if y]
-        neg = [p for p, y in zip(self.p_yes, self.labels) if not y]
+        pos = [p for p, y in self._scored() if y]
+        neg = [p for p, y in self._scored() if not y]
         if not pos or not neg:
             return float("nan")
         wins = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
@@ -87,16 +108,28 @@ class ScorerResult:
 
     def as_dict(self) -> dict[str, float]:
         return {"precision": self.precision, "recall": self.recall, "accuracy": self.accuracy, "auroc": self.auroc,
-                "n": len(self.labels)}
+                "n": len(self._scored()), "n_unparsed": self.n_unparsed}
+
+
+#: :attr:`Interpretation.status` values.
+STATUSES = ("ok", "no_explanation", "partly_unscored", "unscored")
 
 
 @dataclass
 class Interpretation:
+    """An explanation and its scores, with how far they can be trusted (``status``)."""
+
     feature: int
-    explanation: str
+    explanation: str | None
+    """The model's explanation; None when its reply held no usable explanation (nothing is made up)."""
     detection: ScorerResult | None = None
     fuzzing: ScorerResult | None = None
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    status: str = "ok"
+    """``ok``; ``no_explanation`` (nothing was scored); ``partly_unscored`` (some score replies were neither yes nor
+    no and were left out); ``unscored`` (no example could be scored: no held-out examples or no usable reply)."""
+    raw_reply: str | None = None
+    """The explainer's reply when it was not usable (for inspection; never stored as an explanation)."""
 
 
 def _crop(ex: Example, window: int) -> tuple[list[str], list[float]]:
@@ -116,8 +149,29 @@ def _ask(question: str) -> list[Message]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
 
 
-def explain(client: LLMClient, examples: Sequence[Example], config: AutointerpConfig | None = None) -> str:
-    """One-sentence explanation of the feature behind ``examples`` (its top examples)."""
+_REFUSAL = re.compile(r"^(i('m| am)? (sorry|not sure|unsure|cannot|can't|can not|don't know|do not know|am unable)|"
+                      r"as an ai|unknown\b|n/?a\b|none\b|no idea\b)", re.IGNORECASE)
+
+
+def usable_explanation(text: str | None) -> str | None:
+    """The first line of an explainer reply when it is an explanation; None for an empty reply, one without words,
+    or a refusal ("I'm not sure", "unknown" ...)."""
+    first = next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
+    core = first.strip(" \t\"'`*_-:.")
+    if sum(c.isalpha() for c in core) < 3 or _REFUSAL.match(core):
+        return None
+    return first
+
+
+def explain(client: LLMClient, examples: Sequence[Example], config: AutointerpConfig | None = None) -> str | None:
+    """One-sentence explanation of the feature behind ``examples`` (its top examples); None when the model's reply
+    holds no usable explanation (see :func:`usable_explanation`): no template is put in its place."""
+    return _explain(client, examples, config)[0]
+
+
+def _explain(client: LLMClient, examples: Sequence[Example], config: AutointerpConfig | None = None
+             ) -> tuple[str | None, str]:
+    """``(explanation or None, raw reply)``."""
     cfg = config or AutointerpConfig()
     if not examples:
         raise FeatureError("cannot explain a feature without activating examples (is it dead?)")
@@ -129,8 +183,7 @@ def explain(client: LLMClient, examples: Sequence[Example], config: AutointerpCo
                 + "\n".join(lines) + f"\n\nThe most active tokens: {common}.\n"
                 "In one short sentence, what does the neuron respond to?")
     text = client.chat(_ask(question), max_tokens=cfg.max_tokens).strip()
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return first or f"the tokens {common}"
+    return usable_explanation(text), text
 
 
 def detection_score(client: LLMClient, explanation: str, positives: Sequence[Example],
@@ -216,8 +269,20 @@ def interpret(client: LLMClient, source: Any, feature: int, config: AutointerpCo
         rng = random.Random(cfg.seed + int(feature))
         negatives_from = rng.sample([f for f in range(d_sae) if f != feature], min(d_sae - 1, 8 * cfg.n_negative))
     shown, positives, negatives = held_out(source, feature, cfg, negatives_from)
-    text = explanation if explanation is not None else explain(client, shown, cfg)
+    raw = None
+    if explanation is not None:
+        text = usable_explanation(explanation)
+        if text is None:
+            raise FeatureError(f"explanation {explanation!r} holds no words to score")
+    else:
+        text, raw = _explain(client, shown, cfg)
+    if text is None:  # nothing usable to score: say so, score nothing
+        return Interpretation(int(feature), None, status="no_explanation", raw_reply=raw)
     det = detection_score(client, text, positives, negatives, cfg) if positives and negatives else None
     fuz = fuzzing_score(client, text, positives, cfg) if positives else None
-    scores = {r.name: r.as_dict() for r in (det, fuz) if r is not None}
-    return Interpretation(int(feature), text, det, fuz, scores)
+    results = [r for r in (det, fuz) if r is not None]
+    scored = sum(len(r.p_yes) - r.n_unparsed for r in results)
+    unparsed = sum(r.n_unparsed for r in results)
+    scores = {r.name: r.as_dict() for r in results if len(r.p_yes) > r.n_unparsed}
+    status = "unscored" if scored == 0 else "partly_unscored" if unparsed else "ok"
+    return Interpretation(int(feature), text, det, fuz, scores, status=status)

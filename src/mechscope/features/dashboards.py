@@ -102,8 +102,13 @@ def feature_html(card: FeatureCard, meta: dict | None = None) -> str:
         scores = " · ".join(f"{esc(k)}: " + ", ".join(f"{esc(n)} {v:.2f}" for n, v in s.items()
                                                          if isinstance(v, (int, float)))
                             for k, s in card.scores.items() if isinstance(s, dict))
+        status = card.explanation_status
+        note = f" (status: {esc(status)})" if status and status != "ok" else ""
         parts.append(f'<div class="expl"><b>Explanation:</b> {esc(card.explanation)}'
-                     f'<br><span class="muted">{scores}</span></div>')
+                     f'<br><span class="muted">{scores}{note}</span></div>')
+    elif card.explanation_status:
+        parts.append(f'<div class="expl muted"><b>Explanation:</b> none usable from the model '
+                     f'(status: {esc(card.explanation_status)})</div>')
     parts.append("<h2>Top activations</h2>" + ("".join(example_html(e, scale) for e in card.top_examples)
                                               or '<p class="muted">no activating examples</p>'))
     for q in reversed(range(len(card.quantile_examples))):

@@ -6,7 +6,8 @@ Schema (``meta.schema_version`` = 1). JSON columns hold lists/dicts as text; eve
                                                     dictionary, fingerprint, schema_version, complete
     features(id INTEGER PRIMARY KEY, frequency REAL, n_active INTEGER, max_act REAL, mean_act REAL,
              mean_active REAL, hist TEXT /* JSON counts per bin, edges in meta.hist_edges */,
-             explanation TEXT, scores TEXT /* JSON {scorer: {precision, recall, ...}} */)
+             explanation TEXT /* NULL: none, or none usable (see scores.status) */,
+             scores TEXT /* JSON {scorer: {precision, recall, ...}, "status": ok|no_explanation|...} */)
     examples(feature, kind TEXT /* 'top' or 'q<i>' (activation quantile bin i) */, rank, activation REAL,
              position INTEGER /* index of the max in tokens */, sequence INTEGER, max_token TEXT,
              tokens TEXT, str_tokens TEXT, acts TEXT /* JSON lists */, text TEXT, PRIMARY KEY(feature, kind, rank))
@@ -86,6 +87,14 @@ class FeatureCard:
     suppressed: list[TokenScore] = field(default_factory=list)
     input_tokens: list[TokenScore] = field(default_factory=list)
     neighbours: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def explanation_status(self) -> str | None:
+        """How the explanation came about (``scores["status"]``: ``ok``, ``no_explanation`` when the model gave
+        nothing usable, ``partly_unscored`` / ``unscored`` when score replies could not be used); None if never
+        explained."""
+        status = (self.scores or {}).get("status")
+        return status if isinstance(status, str) else None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the ``card`` layout of the web UI's API)."""
@@ -433,16 +442,24 @@ class FeatureDB:
                                 f"ORDER BY frequency {order} LIMIT ?", (min_frequency, max_frequency, limit))
         return [(int(f), float(v)) for f, v in rows]
 
-    def set_explanation(self, feature: int, explanation: str, scores: dict[str, Any] | None = None) -> None:
-        """Store an explanation (and its scores) for ``feature``; indexed for search in the same transaction."""
+    def set_explanation(self, feature: int, explanation: str | None, scores: dict[str, Any] | None = None,
+                        status: str | None = None) -> None:
+        """Store an explanation (and its scores) for ``feature``; indexed for search in the same transaction.
+
+        ``explanation=None`` records that the model gave no usable explanation (status ``no_explanation``); the
+        status (default: ``ok`` with an explanation) is kept as ``scores["status"]`` and shown with the card.
+        """
         f = self.check(feature)
+        if explanation is not None and not str(explanation).strip():
+            raise FeatureError("an explanation must hold text; pass explanation=None to record that there is none")
+        status = status or ("ok" if explanation is not None else "no_explanation")
         with self.con:
             self.con.execute("UPDATE features SET explanation = ?, scores = ? WHERE id = ?",
-                             (explanation, json.dumps(scores or {}), f))
+                             (explanation, json.dumps({**(scores or {}), "status": status}), f))
             old = self.con.execute("SELECT examples FROM search WHERE rowid = ?", (f,)).fetchone()
             self.con.execute("DELETE FROM search WHERE rowid = ?", (f,))
             self.con.execute("INSERT INTO search(rowid, explanation, examples) VALUES(?, ?, ?)",
-                             (f, explanation, old[0] if old else ""))
+                             (f, explanation or "", old[0] if old else ""))
 
     def features(self, where: Callable[[FeatureCard], bool] | None = None,
                  ids: Sequence[int] | None = None) -> list[int]:

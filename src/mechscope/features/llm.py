@@ -1,7 +1,8 @@
 """Chat LLM clients for autointerp: an OpenAI-compatible HTTP client and a local Hugging Face model.
 
-Both expose ``chat(messages) -> str`` and ``yes_probability(messages) -> float`` (the probability that the reply
-starts with "yes" rather than "no", from the first token's log-probabilities). :class:`OpenAIClient` speaks
+Both expose ``chat(messages) -> str`` and ``yes_probability(messages) -> float | None`` (the probability that the
+reply starts with "yes" rather than "no", from the first token's log-probabilities; None when the reply is neither,
+so that an unusable answer is never counted as a guess). :class:`OpenAIClient` speaks
 ``POST {base_url}/chat/completions`` with the standard library's ``urllib`` (vLLM, llama.cpp server, hosted
 APIs, or :mod:`mechscope.features.llm_server`). :class:`LocalClient` runs a model in-process with its chat
 template; the server wraps the same class, so both paths compute the same thing.
@@ -29,7 +30,7 @@ class LLMError(RuntimeError):
 class LLMClient(Protocol):
     def chat(self, messages: list[Message], max_tokens: int = 128, temperature: float = 0.0) -> str: ...
 
-    def yes_probability(self, messages: list[Message]) -> float: ...
+    def yes_probability(self, messages: list[Message]) -> float | None: ...
 
 
 def yes_from_top(top: list[tuple[str, float]]) -> float | None:
@@ -39,9 +40,14 @@ def yes_from_top(top: list[tuple[str, float]]) -> float | None:
     return yes / (yes + no) if yes + no > 0 else None
 
 
-def yes_from_text(text: str) -> float:
-    word = text.strip().lower()
-    return 1.0 if word.startswith("yes") else 0.0 if word.startswith("no") else 0.5
+def yes_from_text(text: str) -> float | None:
+    """1 for a reply starting with "yes", 0 for "no", None for anything else (unparseable: not a 50/50 guess)."""
+    word = text.strip().lstrip("\"'*`([").lower()
+    if word.startswith("yes"):
+        return 1.0
+    if word.startswith("no") and not word[2:3].isalpha():  # "no", "no." but not "none" / "not sure"
+        return 0.0
+    return None
 
 
 @dataclass
@@ -109,7 +115,7 @@ class LocalClient:
     def chat(self, messages: list[Message], max_tokens: int = 128, temperature: float = 0.0) -> str:
         return self.complete(messages, max_tokens, temperature).text.strip()
 
-    def yes_probability(self, messages: list[Message]) -> float:
+    def yes_probability(self, messages: list[Message]) -> float | None:
         c = self.complete(messages, max_tokens=1, top_logprobs=20)
         p = yes_from_top(c.tokens[0].top) if c.tokens else None
         return p if p is not None else yes_from_text(c.text)
@@ -146,13 +152,16 @@ class OpenAIClient:
         except (KeyError, IndexError, TypeError):
             raise LLMError(f"unexpected reply from {self.base_url}: {str(data)[:300]}") from None
 
-    def yes_probability(self, messages: list[Message]) -> float:
+    def yes_probability(self, messages: list[Message]) -> float | None:
         data = self._post({"model": self.model, "messages": messages, "max_tokens": 1, "temperature": 0.0,
                            "logprobs": True, "top_logprobs": 20})
-        choice = data["choices"][0]
-        content = ((choice.get("logprobs") or {}).get("content")) or []
-        if content:
-            p = yes_from_top([(t["token"], t["logprob"]) for t in content[0].get("top_logprobs", [])])
-            if p is not None:
-                return p
-        return yes_from_text(choice["message"]["content"] or "")
+        try:
+            choice = data["choices"][0]
+            content = ((choice.get("logprobs") or {}).get("content")) or []
+            if content:
+                p = yes_from_top([(t["token"], t["logprob"]) for t in content[0].get("top_logprobs", [])])
+                if p is not None:
+                    return p
+            return yes_from_text(choice["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise LLMError(f"unexpected reply from {self.base_url}: {str(data)[:300]}") from None

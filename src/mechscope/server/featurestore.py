@@ -148,6 +148,7 @@ def card(db: Any, feature: int) -> dict:
     except (ValueError, TypeError) as e:  # a row whose JSON columns do not parse
         raise _damaged(db, e) from None
     data = clean(dataclasses.asdict(c))
+    data["explanation_status"] = c.explanation_status
     with _cards_lock:
         _cards[key] = data
         while len(_cards) > MAX_CACHED_CARDS:

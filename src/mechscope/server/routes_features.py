@@ -47,7 +47,9 @@ def feature_card(request: Request, feature: int = PathParam(ge=0, le=2**31), run
                  db: str | None = DB) -> FeatureCard:
     rel, store, info = _db(request, run, db)
     card = featurestore.card(store, feature)
-    return FeatureCard(run=run, db=rel, feature=feature, label=card.get("explanation") or "",
+    status = (card.get("scores") or {}).get("status")
+    label = card.get("explanation") or (f"(no usable explanation: {status})" if status and status != "ok" else "")
+    return FeatureCard(run=run, db=rel, feature=feature, label=label,
                        dashboard=featurestore.dashboard_for(info, rel, feature), card=card)
 
 
