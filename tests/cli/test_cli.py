@@ -66,15 +66,30 @@ def test_quick_tour_writes_a_report_with_plots(tmp_path, smollm):
         assert title.lower() in html.lower(), f"section {title!r} missing from the report"
     images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
     assert len(images) >= 8 and all(len(base64.b64decode(i)) > 5000 for i in images)  # real plots, not blanks
-    assert "Paris" in html
     found = json.loads((tmp_path / "findings.json").read_text())
-    assert found["steering_ratio"] > 2            # steering by a feature raises the token it promotes
-    assert found["graph_r_replacement"] > 0.99    # the graph's edges are exact in the replacement model
+    # the completion the report quotes is the model's own greedy continuation
+    assert found["completion"] and found["completion"] in html
+    # the graph's scores are recorded in the findings, the graph file and the report, as computed
+    meta = json.loads((tmp_path / "graph" / "graph.json").read_text())["metadata"]
+    for key in ("replacement_score", "completeness_score"):
+        assert meta[key] == pytest.approx(found[f"graph_{key}"]) and 0.0 < meta[key] <= 1.0
+        assert f"{found[f'graph_{key}']:.2f}" in html
+    # in the frozen graph setting, single-feature ablations follow the graph's predictions
+    assert found["graph_r_graph"] > 0.9
     # ablating the graph's top features moves the target more than as many random active features do
     assert abs(found["graph_top_change"]) > abs(found["graph_random_change"])
     assert found["sae_fvu"] < 0.6                 # the quick SAE already explains most of the variance
-    assert (tmp_path / "graph" / "graph.json").is_file()
-    assert (tmp_path / "sae" / "dashboards" / "index.html").is_file()
+    # steering is measured against controls, and the report's verdict follows those numbers
+    from mechscope.report import prose
+
+    if found["steering_success"] is not None:
+        verdict = prose.steering(found["steering_concept"], found["steering_feature"], found["steering_success"],
+                                 found["steering_control_success"], found["steering_baseline_success"],
+                                 found["steering_prob"], found["steering_control_prob"],
+                                 found["steering_baseline_prob"], 10)
+        assert verdict.split(". ")[-1] in html
+    assert (tmp_path / "dictionaries" / "sae" / "dashboards" / "index.html").is_file()
+    assert (tmp_path / "dictionaries" / "tour_settings.json").is_file()
 
 
 @pytest.mark.real

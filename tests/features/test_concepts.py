@@ -52,8 +52,8 @@ def test_find_concept_feature_prefers_features_peaking_on_the_concept():
 
 @pytest.mark.real
 def test_steering_toward_an_unembedding_direction_beats_equal_norm_controls(smollm):
-    """A feature whose decoder direction is ' love' in the unembedding, added to the last residual, makes the
-    continuations say love; random features at the same norm do not."""
+    """A feature whose decoder direction is ' love' in the unembedding, added at norm 300 to the last residual
+    (whose norm is several hundred), makes the continuations say love; random features at the same norm do not."""
     model = smollm
     layer = model.cfg.n_layers - 1
     d = ms.dictionaries.create("topk", d_in=model.cfg.d_model, d_sae=16, k=1,
@@ -63,7 +63,7 @@ def test_steering_toward_an_unembedding_direction_beats_equal_norm_controls(smol
         d.W_dec[0] = love / love.norm()
     card = SimpleNamespace(max_act=1.0)
     db = SimpleNamespace(card=lambda f: card, by_density=lambda *a, **k: [(f, 0.01) for f in range(16)])
-    res = evaluate_concept_steering(model, d, db, "love", 0, strength=60.0, n_controls=3, max_new_tokens=8)
+    res = evaluate_concept_steering(model, d, db, "love", 0, strength=300.0, n_controls=3, max_new_tokens=8)
     assert res.success >= 0.75 and res.baseline_success <= 0.25 and res.control_success <= 0.25
     assert res.concept_prob > 10 * max(res.control_prob, res.baseline_prob)
     assert len(res.examples) == len(res.prompts) and res.control_features and 0 not in res.control_features

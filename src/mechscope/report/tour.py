@@ -85,7 +85,8 @@ def step_extract(ctx: TourContext) -> None:
     with torch.inference_mode():
         t_hf = _time(lambda: m.hf(input_ids=tokens.input_ids), reps)
         t_all = _time(lambda: m.run_with_cache(tokens, names=resid_names), reps)
-        t_early = _time(lambda: m.run_with_cache(tokens, names=["blocks.5.resid_post"]), reps)
+        early = max(1, n // 6)  # a sixth of the way in, whatever the depth
+        t_early = _time(lambda: m.run_with_cache(tokens, names=[f"blocks.{early}.resid_post"]), reps)
         _, cache = m.run_with_cache(tokens, names=resid_names)
     norms = cache.stack("resid_post")[:, 0].norm(dim=-1)  # (L, T)
     s = ctx.report.section("2. Extract: caching activations")
@@ -93,7 +94,7 @@ def step_extract(ctx: TourContext) -> None:
            "the deepest one. Timings on this machine (one batch, mean of a few runs):")
     s.table(["what", "seconds", "vs plain HF forward"],
             [("plain HF forward", t_hf, 1.0), (f"cache all {n} resid_post", t_all, t_hf / t_all),
-             ("cache blocks.5.resid_post (stops after block 5)", t_early, t_hf / t_early)])
+             (f"cache blocks.{early}.resid_post (stops after block {early})", t_early, t_hf / t_early)])
     fig, ax = plt.subplots(figsize=(8, 3.5))
     # log colour scale: the first token's residual (an attention sink) is orders of magnitude larger
     im = ax.imshow(norms.numpy(), aspect="auto", cmap="viridis", norm=matplotlib.colors.LogNorm())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from . import prose
 from .html import esc
 from .tour import TourContext
 
@@ -83,12 +84,8 @@ def step_ioi(ctx: TourContext) -> None:
     s.figure(heads.plot(normalized=True), "Head patching at the final position (normalised)")
     check = attribution_check(m, ioi.clean, ioi.corrupted, metric, kind="resid_pre", layers=layers)
     check_attn = attribution_check(m, ioi.clean, ioi.corrupted, metric, kind="attn_out", layers=layers)
-    s.text(f"<b>Attribution patching</b> estimates a whole sweep from two forward passes and one backward pass. "
-           f"Against the real patching sweeps, its correlation is <b>{check_attn.correlation:.2f}</b> for the "
-           f"attention outputs (layers × positions) but only {check.correlation:.2f} for the residual stream: "
-           f"patching the residual at a name's position swaps the name itself, a change far too large for the "
-           f"first-order (gradient) estimate, which is why the residual map below is right about where but not "
-           f"about how much.")
+    s.text("<b>Attribution patching</b> estimates a whole sweep from two forward passes and one backward pass. "
+           + prose.attribution_patching(check_attn.correlation, check.correlation))
     s.figure(check.attribution.plot(), "Attribution-patching estimate of the residual sweep (metric change)")
     ctx.findings.update(ioi_logit_diff=clean_ld, attribution_correlation=check.correlation,
                         attribution_correlation_attn_out=check_attn.correlation,
