@@ -50,8 +50,10 @@ def read(raw: Any, layout: str, kind: str, ctx: Ctx) -> Tensor:
     if layout == "flat":
         return raw.view(*_bt(ctx, raw), *raw.shape[1:])  # (B*T, ...) -> (B, T, ...)
     if layout == "qkv_split":
+        sizes = _qkv_split(ctx)
         i = _QKV_INDEX[kind]
-        return raw.split(_qkv_split(ctx), dim=-1)[i].unflatten(-1, (-1, ctx.d_head))
+        # narrow, not split: one view that may be edited in place (split's views may not, under autograd)
+        return raw.narrow(-1, sum(sizes[:i]), sizes[i]).unflatten(-1, (-1, ctx.d_head))
     if layout == "qkv_neox":
         i = _QKV_INDEX[kind]
         return raw.unflatten(-1, (ctx.n_heads, 3 * ctx.d_head))[..., i * ctx.d_head:(i + 1) * ctx.d_head]
