@@ -126,7 +126,7 @@ def test_faithfulness_cli(tmp_path, capsys):
 
     model_dir = save_model_dir(tmp_path / "model")
     model = ms.load_model(str(model_dir))
-    save_transcoder_set(random_transcoders(model), tmp_path / "tc", model_name="tiny")
+    save_transcoder_set(random_transcoders(model), tmp_path / "tc", model_name=model.cfg.name)  # "real" splices them
     out = tmp_path / "out"
     rc = main(["faithfulness", "--model", str(model_dir), "--transcoders", str(tmp_path / "tc"), "--prompt",
                "hello there", "--target", "e", "--out", str(out), "--n-features", "4", "--settings", "graph",
