@@ -226,6 +226,19 @@ def _interpret_empty_reply(env: Env):
     raise ValueError(f"status {res.status}")  # the right result, reported as this sweep's 'error'
 
 
+def _create(arch: str, **kw):
+    import mechscope as ms
+
+    return ms.dictionaries.create(arch, d_in=4, d_sae=8, **kw)
+
+
+def _config(path: str, **kw):
+    import importlib
+
+    module, name = path.split(":")
+    return getattr(importlib.import_module(f"mechscope.{module}"), name)(**kw)
+
+
 def _api_cases() -> list[Case]:
     from mechscope.dictionaries import DictionaryFormatError, DictionaryModelError
     from mechscope.features import FeatureDBError, FeatureError
@@ -280,6 +293,20 @@ def _api_cases() -> list[Case]:
         Case("load_model(None)", "api", lambda e: _load_model(e, None), ValueError, "load_model needs a model"),
         Case("load_model('')", "api", lambda e: _load_model(e, ""), ValueError, "load_model needs a model"),
         Case("autointerp empty reply", "api", _interpret_empty_reply, ValueError, "status no_explanation"),
+        # every config dataclass refuses NaN / inf where it is built
+        Case("JumpReLU bandwidth=inf", "api", lambda e: _create("jumprelu", bandwidth=inf), ValueError,
+             r"JumpReLUOptions\.bandwidth must be a finite number"),
+        Case("BatchTopK k=inf", "api", lambda e: _create("batchtopk", k=inf), ValueError,
+             r"BatchTopKOptions\.k must be a finite number"),
+        Case("AutointerpConfig threshold=nan", "api", lambda e: _config("features.autointerp:AutointerpConfig",
+                                                                         threshold=nan), ValueError, "threshold"),
+        Case("StatsConfig min_activation=inf", "api", lambda e: _config("features.stats:StatsConfig",
+                                                                         min_activation=inf), ValueError,
+             r"StatsConfig\.min_activation must be a finite number"),
+        Case("TunedLensConfig lr=inf", "api", lambda e: _config("lens.tuned:TunedLensConfig", lr=inf), ValueError,
+             r"TunedLensConfig\.lr must be a finite number"),
+        Case("ToyConfig lr=inf", "api", lambda e: _config("toy.superposition:ToyConfig", lr=inf), ValueError,
+             r"ToyConfig\.lr must be a finite number"),
     ]
 
 

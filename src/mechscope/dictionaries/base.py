@@ -28,6 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from ..validation import check_finite_fields
 from .errors import DictionaryConfigError, DictionaryShapeError
 from .hooknames import to_canonical
 from .scale import ScaleMixin
@@ -137,6 +138,10 @@ class Dictionary(ScaleMixin, nn.Module):
             raise DictionaryConfigError(
                 f"{type(self).__name__} takes {self.Options.__name__}, got {type(options).__name__}"
             )
+        try:
+            check_finite_fields(options)
+        except ValueError as e:
+            raise DictionaryConfigError(str(e)) from None
         self.cfg = cfg
         self.options = options
         self.check_config()

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..validation import check_finite_fields
 from .llm import LLMClient, Message
 from .source import FeatureError
 from .stats import Example
@@ -52,6 +53,15 @@ class AutointerpConfig:
     """Length limit of the explanation."""
     seed: int = 0
     """Seed of the fuzzing's random marks and the choice of negatives."""
+
+    def __post_init__(self) -> None:
+        check_finite_fields(self)
+        for name in ("n_explain", "n_score", "n_negative", "window", "max_tokens"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) \
+                    or getattr(self, name) < 1:
+                raise FeatureError(f"AutointerpConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not 0 <= self.threshold <= 1:
+            raise FeatureError(f"AutointerpConfig.threshold must be a probability in [0, 1], got {self.threshold!r}")
 
 
 @dataclass

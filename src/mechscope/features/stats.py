@@ -28,6 +28,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..validation import check_finite_fields
 from .source import FeatureError, FeatureSource, token_batches
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ class StatsConfig:
     """Seed of the reservoir sampling."""
 
     def __post_init__(self) -> None:
+        try:
+            check_finite_fields(self)
+        except ValueError as e:
+            raise FeatureError(str(e)) from None
         for name in ("top_k", "reservoir", "n_quantiles", "hist_bins"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise FeatureError(f"{name} must be a positive integer, got {getattr(self, name)!r}")

@@ -136,9 +136,9 @@ class SteerRequest(Strict):
     run: str = RunName
     dictionary: str = RelPath
     feature: int = Field(ge=0, description="feature index in the dictionary")
-    strength: float = Field(ge=-100, le=100, allow_inf_nan=False, description="added vector = strength × the feature's max activation "
-                                                         "(from the run's feature database; 1 without one) × its "
-                                                         "decoder direction")
+    strength: float = Field(ge=-100, le=100, allow_inf_nan=False,
+                            description="added vector = strength × the feature's max activation (from the run's "
+                                        "feature database; 1 without one) × its decoder direction")
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     max_new_tokens: int = Field(16, ge=1, le=MAX_NEW_TOKENS)
 

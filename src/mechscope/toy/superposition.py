@@ -21,6 +21,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from ..validation import check_finite_fields
+
 
 @dataclass
 class ToyConfig:
@@ -44,6 +46,7 @@ class ToyConfig:
     """Seed of initialisation and sampling."""
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         if not 0 < self.d_hidden < self.n_features:
             raise ValueError(f"need 0 < d_hidden < n_features, got {self.d_hidden} and {self.n_features}")
         if not 0 <= self.sparsity < 1:
