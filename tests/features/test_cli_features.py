@@ -26,9 +26,15 @@ def test_features_steer_monitor_commands(smol_sae, tmp_path, capsys):
     assert main(["steer", "--dictionary", str(run / "sae"), "--prompt", "x =", "--features", str(f), "--db",
                  str(run / "features.db"), "--max-new-tokens", "2"]) == 0
     assert f"feature {f}" in capsys.readouterr().out
-    assert main(["monitor", "--dictionary", str(run / "sae"), "--features", str(f), "--thresholds", "0.001",
-                 "--texts", smol_sae.texts[0][:200]]) == 0
-    assert "fired" in capsys.readouterr().out
+    with FeatureDB(run / "features.db") as db:
+        top = db.card(f).top_examples[0]
+    text = top.text()  # where feature f reached its top activation
+    assert main(["monitor", "--dictionary", str(run / "sae"), "--features", str(f), "--thresholds",
+                 str(top.activation / 4), "--texts", text]) == 0
+    assert f"fired: [{f}]" in capsys.readouterr().out
+    assert main(["monitor", "--dictionary", str(run / "sae"), "--features", str(f), "--thresholds",
+                 str(top.activation * 10), "--texts", text]) == 0
+    assert "fired: none" in capsys.readouterr().out  # the summary says 'fired' only for features that did
     # user mistakes: one clear line, exit code 2
     assert main(["features", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
