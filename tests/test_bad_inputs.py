@@ -240,7 +240,7 @@ def _config(path: str, **kw):
 
 
 def _api_cases() -> list[Case]:
-    from mechscope.dictionaries import DictionaryFormatError, DictionaryModelError
+    from mechscope.dictionaries import DictionaryFormatError, DictionaryModelError, DictionaryShapeError
     from mechscope.features import FeatureDBError, FeatureError
     from mechscope.lens import TunedLensFileError
     from mechscope.model_files import ModelFileError
@@ -293,6 +293,11 @@ def _api_cases() -> list[Case]:
         Case("load_model(None)", "api", lambda e: _load_model(e, None), ValueError, "load_model needs a model"),
         Case("load_model('')", "api", lambda e: _load_model(e, ""), ValueError, "load_model needs a model"),
         Case("autointerp empty reply", "api", _interpret_empty_reply, ValueError, "status no_explanation"),
+        Case("encode wrong width", "api", lambda e: e.api_sae.encode(__import__("torch").randn(3, 31)),
+             DictionaryShapeError, r"inputs of shape \(\.\.\., 32\) \(d_in=32\), got \(3, 31\)"),
+        Case("encode integer tensor", "api", lambda e: e.api_sae.encode(__import__("torch").ones(3, 32).long()),
+             DictionaryShapeError, "floating-point"),
+        Case("encode None", "api", lambda e: e.api_sae.encode(None), DictionaryShapeError, "got NoneType"),
         # every config dataclass refuses NaN / inf where it is built
         Case("JumpReLU bandwidth=inf", "api", lambda e: _create("jumprelu", bandwidth=inf), ValueError,
              r"JumpReLUOptions\.bandwidth must be a finite number"),

@@ -236,7 +236,21 @@ class Dictionary(ScaleMixin, nn.Module):
             self.W_enc.copy_(torch.randn(self.W_enc.shape) / self.cfg.d_in**0.5)
 
     # ------------------------------------------------------------------ encoding
+    def check_input(self, x: object) -> None:
+        """:class:`DictionaryShapeError` unless ``x`` is a floating tensor of shape ``(..., *input_shape())``."""
+        want = tuple(self.input_shape())
+        if not isinstance(x, Tensor):
+            raise DictionaryShapeError(f"{self.architecture} dictionary encodes tensors of shape (..., "
+                                       f"{', '.join(map(str, want))}), got {type(x).__name__}")
+        if x.dim() < len(want) or tuple(x.shape[x.dim() - len(want):]) != want:
+            raise DictionaryShapeError(f"{self.architecture} dictionary reads inputs of shape (..., "
+                                       f"{', '.join(map(str, want))}) (d_in={self.cfg.d_in}), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise DictionaryShapeError(f"{self.architecture} dictionary reads floating-point activations, got "
+                                       f"{x.dtype}")
+
     def _scale_in(self, x: Tensor) -> Tensor:
+        self.check_input(x)
         x = x.to(self.dtype)
         return x * self.norm_scale_in if self.norm_scale_in is not None else x
 
