@@ -48,24 +48,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def transcoders_or_cached_set(model, folder: str):  # type: ignore[no-untyped-def]
+    """The transcoders in ``folder``, or (``folder`` empty) the model's cached full set; a clear error otherwise."""
+    from ..circuits.transcoders import load_transcoders
+    from ..sets import find_transcoder_set
+
+    if folder:
+        return load_transcoders(folder)
+    found = find_transcoder_set(model)
+    if found is None:
+        raise ValueError(f"no transcoders given and no cached transcoder set for {model.cfg.name}: pass "
+                         "--transcoders DIR or build the set with `mechscope dictionaries build`")
+    print(f"transcoders: the cached set at {found.folder}")
+    return found.transcoders()
+
+
 def run(args: argparse.Namespace) -> int:
     import mechscope as ms
     from ..circuits import AttributionConfig, attribute, feature_supernodes
-    from ..circuits.transcoders import load_transcoders
-
     cfg = dataclass_from_args(AttributeConfig, args)
     model = ms.load_model(cfg.model)
-    if cfg.transcoders:
-        tcs = load_transcoders(cfg.transcoders)
-    else:
-        from ..sets import find_transcoder_set
-
-        found = find_transcoder_set(model)
-        if found is None:
-            raise ValueError(f"no transcoders given and no cached transcoder set for {cfg.model}: pass "
-                             "--transcoders DIR or build the set with `mechscope dictionaries build`")
-        print(f"transcoders: the cached set at {found.folder}")
-        tcs = found.transcoders()
+    tcs = transcoders_or_cached_set(model, cfg.transcoders)
     targets = [model.to_single_token(t) for t in cfg.target_tokens] if cfg.target_tokens else None
     limit = cfg.max_feature_nodes if cfg.max_feature_nodes > 0 else None
     acfg = AttributionConfig(max_n_logits=cfg.max_n_logits, desired_logit_prob=cfg.desired_logit_prob,

@@ -20,10 +20,11 @@ class FaithfulnessCommand:
     """The prompt text."""
     target: str
     """Target token (must be one token, e.g. " Paris"); the graph's logit node for it is checked."""
-    transcoders: str
-    """Folder with the transcoders: a circuit-tracer transcoder set (config.yaml), one CLT / transcoder folder
-    (cfg.json), or a folder of per-layer transcoder folders."""
     model: str = "smollm2-135m"
+    """Built-in name, local folder, .gguf file or hub id."""
+    transcoders: str = ""
+    """Folder with the transcoders: a circuit-tracer transcoder set (config.yaml), one CLT / transcoder folder
+    (cfg.json), or a folder of per-layer transcoder folders. Default: the model's cached full transcoder set."""
     """Built-in name, local folder, .gguf file or hub id."""
     out: str = "runs/faithfulness"
     """Output folder: faithfulness.json and graph.json (the graph that was checked)."""
@@ -34,9 +35,6 @@ class FaithfulnessCommand:
     attribution_batch_size: int = 32
     """Targets per backward pass while building the graph."""
 
-    def __post_init__(self) -> None:
-        if not self.transcoders:
-            raise ValueError("give the transcoders folder (--transcoders DIR)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,12 +53,12 @@ def run(args: argparse.Namespace) -> int:
     import mechscope as ms
     from ..circuits import AttributionConfig, AttributionGraph, ReplacementModel, attribute
     from ..circuits.faithfulness import FaithfulnessConfig, faithfulness
-    from ..circuits.transcoders import load_transcoders
+    from .attribute import transcoders_or_cached_set
 
     cmd = dataclass_from_args(FaithfulnessCommand, args)
     cfg = dataclass_from_args(FaithfulnessConfig, args)
     model = ms.load_model(cmd.model)
-    tcs = load_transcoders(cmd.transcoders)
+    tcs = transcoders_or_cached_set(model, cmd.transcoders)
     token = model.to_single_token(cmd.target)
     rm = ReplacementModel(model, tcs)
     out = Path(cmd.out)

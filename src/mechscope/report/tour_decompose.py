@@ -136,10 +136,10 @@ def step_train(ctx: TourContext) -> None:
     s.text(f"A TopK SAE (k {K}, {EXPANSION}× expansion) reads <code>blocks.{layer}.resid_post</code>, the middle of "
            f"the model's {ctx.model.cfg.n_layers} blocks"
            + (f", and a skip transcoder reads block {layer}'s MLP input and predicts its output" if found is None
-              else "") +
+              else "")
            + (". They train together" if found is None else ". It trains") +
            f" on one harvest of {tokens:,} tokens of {text} "
-           f"through <code>mechscope.training.train</code>, and are evaluated on its held-out "
+           f"through <code>mechscope.training.train</code>; evaluation uses the held-out "
            f"split (CE recovered: the next-token loss with the dictionary spliced in, between zero-ablation (0) "
            f"and the clean model (1)).")
     s.table(["dictionary", "arch", "latents", "L0", "FVU", "cosine", "dead fraction", "CE recovered"], rows)
