@@ -15,7 +15,8 @@ def test_logit_lens_last_layer_is_the_models_logits(tiny, tokens):
     torch.testing.assert_close(lens.logits[-1].float(), want.float(), atol=1e-4, rtol=1e-4)
     kl = lens.kl_to_final()
     assert kl.shape == (n + 1, 2, 12) and float(kl[-1].abs().max()) < 1e-5
-    assert float(kl[0].mean()) > 1e-3  # the embeddings alone do not predict like the whole model
+    if float(want.float().std(-1).mean()) > 0.1:  # (Granite's tiny config divides logits to near-uniform)
+        assert float(kl[0].mean()) > 1e-3  # the embeddings alone do not predict like the whole model
     ranks = lens.rank(int(want[0, -1].argmax()))
     assert int(ranks[-1]) == 0
     top = lens.top_k(3)

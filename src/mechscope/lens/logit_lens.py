@@ -33,8 +33,8 @@ def unembed(model: HookedModel, resid: Float[Tensor, "... d_model"], *, norm: bo
     """Logits of residual vectors through the final norm (recomputed on ``resid``), the unembedding and any
     soft-capping: exactly the model's head applied to ``resid``."""
     x = model.final_norm(resid) if norm else resid.float()  # (..., D)
-    w = model.unembed_module.weight  # (V, D)
-    logits = x.to(w.dtype) @ w.T  # (..., V)
+    w_u = model.W_U  # (D, V), with any logit multiplier folded in (Granite, Cohere)
+    logits = x.to(w_u.dtype) @ w_u  # (..., V)
     if model.b_U is not None:
         logits = logits + model.b_U
     cap = softcap(model)
