@@ -20,6 +20,12 @@ NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 CELL_TIMEOUT_S = 900
 
 
+def test_there_are_notebooks_for_each_topic():
+    names = [p.stem for p in NOTEBOOKS]
+    for topic in ("quickstart", "ioi", "sae", "steering", "attribution_graph"):
+        assert any(topic in n for n in names), f"no example notebook about {topic}: {names}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_notebook_has_no_outputs(path):
     nbformat = pytest.importorskip("nbformat")
