@@ -91,7 +91,7 @@ def main() -> None:
                                       center_transcoder_input=not args.no_center))
     t1 = time.time()
     tc_lrs = [float(v) for v in args.tc_lrs.split(",") if v]
-    result = train(store, specs_for(args.layer, kinds, ks, args.expansion, tc_lrs), cfg, out=args.out,
+    result = train(store, specs_for(args.layer, kinds, ks, args.expansion, tc_lrs), cfg, out=args.out, overwrite=True,
                    model_name="smollm2-135m")
     train_s = time.time() - t1
     report = evaluate(model, result.dictionaries, eval_ctx, model_batch=16).to_json()["dictionaries"]

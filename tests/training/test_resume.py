@@ -229,6 +229,10 @@ def test_non_finite_settings_are_refused_before_training(tmp_path: Path) -> None
     cfg.optim.lr = float("inf")
     with pytest.raises(ValueError, match=r"TrainConfig\.optim\.lr must be a finite number, got inf"):
         train(_store(), SPECS[0], cfg, out=tmp_path / "a")
+    with pytest.raises(ValueError, match=r"DictionarySpec\.lr must be a finite number"):  # refused when built
+        DictionarySpec("relu", hook="x", d_sae=32, lr=float("inf"))
+    spec = DictionarySpec("relu", hook="x", d_sae=32)
+    spec.lr = float("inf")  # changed after construction: train() still refuses it
     with pytest.raises(ValueError, match=r"DictionarySpec\[0\]\.lr must be a finite number"):
-        train(_store(), DictionarySpec("relu", hook="x", d_sae=32, lr=float("inf")), _cfg(), out=tmp_path / "b")
+        train(_store(), spec, _cfg(), out=tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

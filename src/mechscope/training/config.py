@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import re
+
+from ..validation import check_finite_fields
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +59,7 @@ class DictionarySpec:
     """Further keywords for ``mechscope.dictionaries.create`` (bandwidth, l1_weighting ...)."""
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         from ..dictionaries import names
 
         if self.arch not in names() and self.arch != "clt":
@@ -120,6 +123,7 @@ class OptimConfig:
     """Clip the global gradient norm to this value; 0 disables clipping."""
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         _positive(self, "lr", "eps")
         _positive(self, "warmup_steps", "grad_clip", "final_lr_fraction", allow_zero=True)
         for name in ("beta1", "beta2", "decay_fraction"):
@@ -139,6 +143,7 @@ class SparsityConfig:
     """Weight of the Gated SAE's auxiliary reconstruction loss."""
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         _positive(self, "warmup_steps", "auxk_coefficient", "aux_recon_coefficient", allow_zero=True)
 
 
@@ -157,6 +162,7 @@ class DeadLatentConfig:
     """Keep decoder rows at unit norm where the method uses it (L1 with plain weighting, TopK, JumpReLU)."""
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         if self.dead_after_tokens is not None:
             _positive(self, "dead_after_tokens")
         _positive(self, "resample_every", "resample_scale", allow_zero=True)
@@ -190,6 +196,7 @@ class LoopConfig:
     fixed amount and latents that start on the wrong side of it never fire."""
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         _positive(self, "steps", "log_every", "keep_checkpoints")
         _positive(self, "checkpoint_every", allow_zero=True)
 
@@ -208,6 +215,7 @@ class TrainConfig:
     """Steps, seed, logging, checkpoints."""
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         for name, cls in (("optim", OptimConfig), ("sparsity", SparsityConfig), ("dead", DeadLatentConfig),
                           ("loop", LoopConfig)):
             value = getattr(self, name)
