@@ -74,13 +74,20 @@ def test_quick_tour_writes_a_report_with_plots(tmp_path, smollm):
     for key in ("replacement_score", "completeness_score"):
         assert meta[key] == pytest.approx(found[f"graph_{key}"]) and 0.0 < meta[key] <= 1.0
         assert f"{found[f'graph_{key}']:.2f}" in html
-    # in the frozen graph setting, single-feature ablations follow the graph's predictions
-    assert found["graph_r_graph"] > 0.9
-    # ablating the graph's top features moves the target more than as many random active features do
-    assert abs(found["graph_top_change"]) > abs(found["graph_random_change"])
+    # in the frozen graph setting through one transcoder, single-feature ablations follow the graph's predictions
+    # (through a full TopK set, downstream re-selection breaks that: bench/RESULTS.md; the report then says so)
+    from mechscope.report import prose
+
+    if found["graph_layers_covered"] == 1:
+        assert found["graph_r_graph"] > 0.9
+        # ablating the graph's top features moves the target more than as many random active features do
+        assert abs(found["graph_top_change"]) > abs(found["graph_random_change"])
+    # the report's joint-ablation verdict is the one its numbers give
+    verdict = prose.group_ablation(found["graph_top_change"], found["graph_top_predicted"],
+                                   found["graph_random_change"], 10)
+    assert verdict.split(". ")[-1] in html
     assert found["sae_fvu"] < 0.6                 # the quick SAE already explains most of the variance
     # steering is measured against controls, and the report's verdict follows those numbers
-    from mechscope.report import prose
 
     if found["steering_success"] is not None:
         verdict = prose.steering(found["steering_concept"], found["steering_feature"], found["steering_success"],
