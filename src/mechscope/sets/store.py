@@ -15,7 +15,6 @@ another model, with other widths, or whose files are missing or do not match the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..activations.shards import sha256_file
 from ..dictionaries import Dictionary, DictionaryError, load
+from ..models.builtin import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +36,9 @@ class TranscoderSetError(ValueError):
     """A cached transcoder set cannot be used (corrupt, incomplete or built for another model)."""
 
 
-def home() -> Path:
-    return Path(os.environ.get("MECHSCOPE_HOME", Path.home() / ".cache" / "mechscope"))
-
-
 def set_dir(model_name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Where the transcoder set of ``model_name`` lives under ``root`` (default ``$MECHSCOPE_HOME``)."""
-    return (Path(root) if root is not None else home()) / "dictionaries" / model_name.replace("/", "--") / "transcoders"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return (Path(root) if root is not None else cache_root()) / "dictionaries" / model_name.replace("/", "--") / "transcoders"
 
 
 def file_checksums(folder: Path, subfolders: tuple[str, ...] = ("saelens", "circuit_tracer")) -> dict[str, str]:
@@ -58,7 +47,7 @@ def file_checksums(folder: Path, subfolders: tuple[str, ...] = ("saelens", "circ
     for sub in subfolders:
         for p in sorted((folder / sub).rglob("*")):
             if p.is_file():
-                out[p.relative_to(folder).as_posix()] = sha256(p)
+                out[p.relative_to(folder).as_posix()] = sha256_file(p)
     return out
 
 
@@ -122,7 +111,7 @@ def check_set(folder: Path, model_name: str | None = None, *, d_model: int | Non
         file = folder / rel
         if not file.is_file():
             raise TranscoderSetError(f"{file}: listed in {path} but missing")
-        if verify and sha256(file) != digest:
+        if verify and sha256_file(file) != digest:
             raise TranscoderSetError(f"{file}: checksum does not match {path} (corrupt or changed)")
     return TranscoderSet(folder, manifest)
 

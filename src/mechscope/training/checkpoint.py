@@ -12,7 +12,6 @@ checkpoints that belong to another run, or whose state cannot be read, are never
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from ..activations.shards import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_checkpoint(folder: str | os.PathLike[str], step: int, tensors: dict[str, Tensor], state: dict[str, Any],
                     *, keep: int = 2) -> Path:
     """Write checkpoint ``step`` under ``folder`` atomically; keep the ``keep`` newest of the same ``run_id``."""
@@ -64,7 +57,7 @@ def save_checkpoint(folder: str | os.PathLike[str], step: int, tensors: dict[str
         shutil.rmtree(tmp)
     tmp.mkdir()
     save_file({k: v.detach().cpu().clone() for k, v in tensors.items()}, str(tmp / STATE_TENSORS))
-    digest = file_sha256(tmp / STATE_TENSORS)
+    digest = sha256_file(tmp / STATE_TENSORS)
     (tmp / STATE_JSON).write_text(json.dumps({**state, "step": step, "sha256": digest}, indent=1))
     for name in (STATE_TENSORS, STATE_JSON):
         _fsync(tmp / name)
@@ -122,7 +115,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
         raise CheckpointError(f"checkpoint file {state_path} holds no checkpoint state (no integer 'step')")
     expected = state.get("sha256")
-    if expected is not None and file_sha256(tensor_path) != expected:
+    if expected is not None and sha256_file(tensor_path) != expected:
         raise CheckpointError(f"checkpoint file {tensor_path} is truncated or corrupt (its sha256 differs from the "
                               f"one recorded in {STATE_JSON})")
     try:
