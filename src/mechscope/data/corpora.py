@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..models.builtin import cache_root
 from .rest import rest_sections, section_labels
 from .sources import DataSourceError
 from .splits import check_split, in_split, order_key, split_of
@@ -53,7 +54,7 @@ class CorpusFetchError(DataSourceError):
 
 def corpora_root() -> Path:
     """``$MECHSCOPE_HOME/corpora`` (``MECHSCOPE_HOME`` defaults to ``~/.cache/mechscope``)."""
-    return Path(os.environ.get("MECHSCOPE_HOME", Path.home() / ".cache" / "mechscope")) / "corpora"
+    return cache_root() / "corpora"
 
 
 def prose_dir() -> Path:
