@@ -2,8 +2,15 @@
 
 from . import dictionaries
 from .activations import ActivationCache
-from .models import (Hook, HookedModel, HookNameError, HookReturnError, Tokens, UnsupportedArchitectureError,
-                     supported_model_types)
+from .models import (
+    Hook,
+    HookedModel,
+    HookNameError,
+    HookReturnError,
+    Tokens,
+    UnsupportedArchitectureError,
+    supported_model_types,
+)
 
 __version__ = "0.1.0"
 

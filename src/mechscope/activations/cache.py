@@ -9,8 +9,8 @@ additive structure of the residual stream:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -20,14 +20,14 @@ from ..models.hook_points import HookNameError, block_name, normalise_kind
 
 if TYPE_CHECKING:
     from ..models.hooked import HookedModel
-    from .attention import AttentionPattern
     from ..models.tokens import Tokens
+    from .attention import AttentionPattern
 
 
 class ActivationCache(Mapping):
     """Read-only mapping from canonical hook names to tensors (batch first), plus decompositions."""
 
-    def __init__(self, store: dict[str, Tensor], model: "HookedModel", tokens: "Tokens"):
+    def __init__(self, store: dict[str, Tensor], model: HookedModel, tokens: Tokens):
         self._store = store
         self.model = model
         self.tokens = tokens
@@ -68,16 +68,17 @@ class ActivationCache(Mapping):
         return len(self._store)
 
     def __repr__(self) -> str:
-        return f"ActivationCache({len(self)} tensors: {', '.join(list(self._store)[:6])}{' ...' if len(self) > 6 else ''})"
+        more = " ..." if len(self) > 6 else ""
+        return f"ActivationCache({len(self)} tensors: {', '.join(list(self._store)[:6])}{more})"
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "ActivationCache":
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> ActivationCache:
         """A copy with every tensor moved (floating tensors cast to ``dtype``), e.g. ``.to("cpu", torch.float16)``."""
         moved = {k: v.to(device=device or v.device, dtype=dtype if (dtype and v.is_floating_point()) else v.dtype)
                  for k, v in self._store.items()}
         return ActivationCache(moved, self.model, self.tokens)
 
     # -- display ---------------------------------------------------------------------------------------------
-    def attention(self, layer: int, prompt: int = 0) -> "AttentionPattern":
+    def attention(self, layer: int, prompt: int = 0) -> AttentionPattern:
         """Layer ``layer``'s attention pattern for ``prompt`` (padding removed), with a per-head notebook viewer.
         Needs ``blocks.{layer}.attn.pattern`` in the cache."""
         from .attention import AttentionPattern

@@ -91,7 +91,7 @@ class Manifest:
         return json.dumps({**asdict(self), "tokens": self.tokens}, indent=1)
 
     @classmethod
-    def read(cls, folder: str | os.PathLike[str]) -> "Manifest":
+    def read(cls, folder: str | os.PathLike[str]) -> Manifest:
         path = Path(folder) / MANIFEST
         if not path.is_file():
             raise ShardError(f"{folder} is not an activation cache: no {MANIFEST}")

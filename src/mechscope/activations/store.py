@@ -70,7 +70,7 @@ def _rows(act: Tensor, mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def harvest(model, contexts: Iterable[Int[Tensor, "ctx"]], hook_names: list[str], *, model_batch: int = 8,
+def harvest(model, contexts: Iterable[Int[Tensor, " ctx"]], hook_names: list[str], *, model_batch: int = 8,
             exclude: Iterable[int] = (), dtype: torch.dtype = torch.float32
             ) -> Iterator[tuple[int, Batch]]:
     """Yield ``(n_contexts, {hook: (rows, width)})`` per forward pass; positions holding ``exclude`` ids dropped."""
@@ -131,7 +131,7 @@ class ActivationStore:
 
     @classmethod
     def from_model(cls, model, contexts: Callable[[], Iterable[Tensor]] | Iterable[Tensor], hook_names: list[str],
-                   cfg: StoreConfig | None = None, *, rank: int = 0, world_size: int = 1) -> "ActivationStore":
+                   cfg: StoreConfig | None = None, *, rank: int = 0, world_size: int = 1) -> ActivationStore:
         """Harvest live. ``contexts`` is a zero-argument factory (so the stream can restart) or a re-iterable."""
         cfg = cfg or StoreConfig()
         exclude = special_ids(model.tokenizer) if cfg.exclude_special and model.tokenizer is not None else []
@@ -147,7 +147,7 @@ class ActivationStore:
 
     @classmethod
     def from_shards(cls, folder: str | os.PathLike[str], cfg: StoreConfig | None = None, *, rank: int = 0,
-                    world_size: int = 1, verify_checksums: bool = True) -> "ActivationStore":
+                    world_size: int = 1, verify_checksums: bool = True) -> ActivationStore:
         """Stream a cache written by :func:`harvest_to_disk`; rank r reads every world_size-th shard."""
         manifest = Manifest.read(folder)
         return cls(lambda: read_shards(folder, verify_checksums=verify_checksums, rank=rank, world_size=world_size),
@@ -155,7 +155,7 @@ class ActivationStore:
 
     @classmethod
     def from_tensors(cls, tensors: Batch, cfg: StoreConfig | None = None, *, rank: int = 0, world_size: int = 1
-                     ) -> "ActivationStore":
+                     ) -> ActivationStore:
         """Rows already in memory; rank r takes rows ``r::world_size``. Cycled indefinitely."""
         sliced = {k: v[rank::world_size] for k, v in tensors.items()}
         chunk_rows = max(1, (cfg or StoreConfig()).batch_size)

@@ -8,11 +8,25 @@
 """
 
 from .attribution import AttributionConfig, attribute, feature_node_index
-from .faithfulness import (Agreement, FaithfulnessConfig, FaithfulnessResult, FeatureRow, GroupCheck, faithfulness,
-                           predict_change, total_effects)
+from .faithfulness import (
+                           Agreement,
+                           FaithfulnessConfig,
+                           FaithfulnessResult,
+                           FeatureRow,
+                           GroupCheck,
+                           faithfulness,
+                           predict_change,
+                           total_effects,
+)
 from .graph import AttributionGraph, PruneResult, feature_supernodes, merge_supernodes
-from .interventions import (AblationStudy, FeatureIntervention, ablation_study, predict_ablation, real_logits,
-                            replacement_values)
+from .interventions import (
+                           AblationStudy,
+                           FeatureIntervention,
+                           ablation_study,
+                           predict_ablation,
+                           real_logits,
+                           replacement_values,
+)
 from .replacement import FrozenState, ReplacementModel
 from .scores import GraphScores, graph_scores
 from .transcoders import TranscoderStack

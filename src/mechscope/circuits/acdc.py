@@ -26,8 +26,9 @@ their incoming edges without a test.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int

@@ -81,12 +81,12 @@ from .scores import GraphScores, graph_scores, influence, normalize_rows
 class PruneResult:
     """Masks from :meth:`AttributionGraph.prune`."""
 
-    node_mask: Bool[Tensor, "n"]
+    node_mask: Bool[Tensor, " n"]
     edge_mask: Bool[Tensor, "n n"]
     """``[target, source]``."""
-    cumulative_influence: Float[Tensor, "n"]
+    cumulative_influence: Float[Tensor, " n"]
     """Each node's position in the cumulative influence ranking (smaller = more influential)."""
-    influence: Float[Tensor, "n"]
+    influence: Float[Tensor, " n"]
     """Raw influence on the weighted logits."""
 
 
@@ -105,16 +105,16 @@ def _threshold_mask(scores: Tensor, threshold: float) -> Tensor:
 class AttributionGraph:
     """An attribution graph (layout in the module docstring)."""
 
-    prompt_tokens: Int[Tensor, "pos"]
+    prompt_tokens: Int[Tensor, " pos"]
     token_strs: list[str]
     features: Int[Tensor, "n_features 3"]
     """(layer, pos, index) of each feature node."""
-    activations: Float[Tensor, "n_features"]
-    pre_activations: Float[Tensor, "n_features"]
-    logit_tokens: Int[Tensor, "n_logits"]
+    activations: Float[Tensor, " n_features"]
+    pre_activations: Float[Tensor, " n_features"]
+    logit_tokens: Int[Tensor, " n_logits"]
     logit_token_strs: list[str]
-    logit_probs: Float[Tensor, "n_logits"]
-    logit_values: Float[Tensor, "n_logits"]
+    logit_probs: Float[Tensor, " n_logits"]
+    logit_values: Float[Tensor, " n_logits"]
     """Target logits minus the mean logit (the quantity logit edges explain)."""
     n_layers: int
     adjacency: Float[Tensor, "n n"]
@@ -291,7 +291,7 @@ class AttributionGraph:
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> "AttributionGraph":
+    def load(cls, folder: str | os.PathLike[str]) -> AttributionGraph:
         folder = Path(folder)
         t = load_file(str(folder / "graph.safetensors"))
         meta = json.loads((folder / "graph_meta.json").read_text())

@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -105,7 +106,7 @@ def replacement_values(rm: ReplacementModel, state: FrozenState, graph: Attribut
 
 @torch.no_grad()
 def real_logits(model: HookedModel, transcoders: object, prompt: object,
-                edits: Sequence[FeatureIntervention] = ()) -> Float[Tensor, "vocab"]:
+                edits: Sequence[FeatureIntervention] = ()) -> Float[Tensor, " vocab"]:
     """Last-position logits of the real model with the edits applied through spliced transcoders (error kept)."""
     by_layer: dict[int, list[FeatureIntervention]] = {}
     for e in edits:
@@ -132,7 +133,7 @@ def real_logits(model: HookedModel, transcoders: object, prompt: object,
         return model(prompt)[0, -1].float()  # type: ignore[arg-type]
 
 
-def predict_ablation(graph: AttributionGraph, nodes: Sequence[int]) -> Float[Tensor, "n_nodes"]:
+def predict_ablation(graph: AttributionGraph, nodes: Sequence[int]) -> Float[Tensor, " n_nodes"]:
     """Change of every node's value when feature ``nodes`` are ablated, propagated through the graph's edges.
 
     A downstream feature's activation is taken to move by its pre-activation change (ReLU slope 1 where active);

@@ -23,9 +23,9 @@ after the final norm.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 from jaxtyping import Float, Int
@@ -173,8 +173,9 @@ class ReplacementModel:
         ``edit(layer, acts)`` changes the feature activations read at ``layer`` (batch, pos, d_sae) before they are
         decoded. With ``propagate=False`` features keep their frozen values (edits act as direct effects only);
         with ``propagate=True`` each layer's features are re-encoded from the MLP input of this run. ``probes``
-        adds zero leaf tensors (requiring grad) to ``embed`` and every ``mlp_out``. ``embed_scale`` (pos,) or (batch, pos)
-        scales the token embeddings; ``error_scale`` maps a layer to factors (pos,) or (batch, pos) of its error nodes.
+        adds zero leaf tensors (requiring grad) to ``embed`` and every ``mlp_out``. ``embed_scale`` (pos,) or
+        (batch, pos) scales the token embeddings; ``error_scale`` maps a layer to factors (pos,) or (batch, pos) of
+        its error nodes.
         ``freeze_attention=False`` / ``freeze_norms=False`` let the attention patterns / normalisation scales be
         recomputed from this run's residual stream (the replacement model is then no longer linear; the error nodes
         stay frozen, so with no edit the real logits are still reproduced).
@@ -240,7 +241,7 @@ class ReplacementModel:
         """Pre-activations of layer ``layer``'s features from a run's MLP input."""
         return self.tc.pre_acts(layer, run.mlp_in[layer])
 
-    def logit_direction(self, tokens: Int[Tensor, "n"], demean: bool = True) -> Float[Tensor, "n d_model"]:
+    def logit_direction(self, tokens: Int[Tensor, " n"], demean: bool = True) -> Float[Tensor, "n d_model"]:
         """Unembedding columns of ``tokens`` (minus the vocabulary mean when ``demean``): logit = final_norm @ dir."""
         W_U = self.model.W_U.float()  # (D, V)
         dirs = W_U[:, tokens].T  # (n, D)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
@@ -64,7 +63,7 @@ def influence(adj: Tensor, weights: Tensor, max_iter: int = 1000) -> Tensor:
     return influence_of(normalize_rows(adj), weights, max_iter)
 
 
-def graph_scores(adjacency: Float[Tensor, "n n"], logit_weights: Float[Tensor, "n"], error_slice: slice,
+def graph_scores(adjacency: Float[Tensor, "n n"], logit_weights: Float[Tensor, " n"], error_slice: slice,
                  token_slice: slice) -> GraphScores:
     """Replacement and completeness scores of ``adjacency`` (module docstring); ``error_slice`` / ``token_slice``
     locate the error and token nodes, ``logit_weights`` is zero except at the logit nodes."""

@@ -17,7 +17,7 @@ are the effective ones. Layers without a transcoder have no features: their whol
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -38,7 +38,7 @@ def _layer_of(d: Dictionary) -> int:
 class TranscoderStack:
     """Per-layer transcoders (a list, or a dict layer -> transcoder) or one CLT, for ``n_layers`` model layers."""
 
-    def __init__(self, transcoders: "Sequence[Dictionary] | dict[int, Dictionary] | CrossLayerTranscoder",
+    def __init__(self, transcoders: Sequence[Dictionary] | dict[int, Dictionary] | CrossLayerTranscoder,
                  n_layers: int):
         self.n_layers = n_layers
         self.clt: CrossLayerTranscoder | None = None
@@ -121,12 +121,12 @@ class TranscoderStack:
         return self.per_layer[layer].decode(acts[layer], x)
 
     # ------------------------------------------------------------------ directions
-    def encoder_vectors(self, layer: int, idx: Int[Tensor, "n"]) -> Float[Tensor, "n d_model"]:
+    def encoder_vectors(self, layer: int, idx: Int[Tensor, " n"]) -> Float[Tensor, "n d_model"]:
         if self.clt is not None:
             return self.clt.W_enc[self._src(layer)][:, idx].T
         return self.per_layer[layer].W_enc[:, idx].T
 
-    def decoder_vectors(self, layer: int, idx: Int[Tensor, "n"]) -> dict[int, Float[Tensor, "n d_model"]]:
+    def decoder_vectors(self, layer: int, idx: Int[Tensor, " n"]) -> dict[int, Float[Tensor, "n d_model"]]:
         """``{m: vectors}``: what one unit of activation of each feature adds to ``mlp_out`` of layer ``m``."""
         if self.clt is not None:
             s = self._src(layer)
@@ -134,7 +134,7 @@ class TranscoderStack:
             return {first + m: self.clt.W_dec[s, idx, m] for m in range(s, self.clt.options.n_layers)}
         return {layer: self.per_layer[layer].W_dec[idx]}
 
-    def encoder_bias(self, layer: int) -> Float[Tensor, "d_sae"]:
+    def encoder_bias(self, layer: int) -> Float[Tensor, " d_sae"]:
         """The constant part of the pre-activation (``b_enc`` minus the input-centring term)."""
         if self.clt is not None:
             s = self._src(layer)
@@ -142,7 +142,7 @@ class TranscoderStack:
         return self.per_layer[layer].pre_acts(torch.zeros(self.per_layer[layer].d_in))
 
 
-def load_transcoders(path: str) -> "list[Dictionary] | CrossLayerTranscoder":
+def load_transcoders(path: str) -> list[Dictionary] | CrossLayerTranscoder:
     """Transcoders from a folder: a circuit-tracer transcoder set (``config.yaml``), one dictionary folder
     (``cfg.json``: a CLT or a single transcoder), or a folder of per-layer dictionary folders."""
     from pathlib import Path

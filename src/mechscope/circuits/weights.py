@@ -76,8 +76,8 @@ def _direct_decoder(tc: TranscoderStack, src_layer: int, idx: Tensor, tgt_layer:
 
 @torch.no_grad()
 def virtual_weights(model: HookedModel, tc: TranscoderStack, src_layer: int, tgt_layer: int,
-                    src_idx: Int[Tensor, "n_src"] | None = None,
-                    tgt_idx: Int[Tensor, "n_tgt"] | None = None) -> Float[Tensor, "n_src n_tgt"]:
+                    src_idx: Int[Tensor, " n_src"] | None = None,
+                    tgt_idx: Int[Tensor, " n_tgt"] | None = None) -> Float[Tensor, "n_src n_tgt"]:
     """Input-invariant connections ``V[i, j]`` from features of ``src_layer`` to features of ``tgt_layer``."""
     if tgt_layer <= src_layer:
         raise ValueError("the target layer must come after the source layer")
@@ -92,14 +92,14 @@ def virtual_weights(model: HookedModel, tc: TranscoderStack, src_layer: int, tgt
 class EdgeSplit:
     """Feature -> feature edges at the same position, split into residual-direct and attention-mediated parts."""
 
-    source: Int[Tensor, "n"]
+    source: Int[Tensor, " n"]
     """Graph node index of the source feature."""
-    target: Int[Tensor, "n"]
-    edge: Float[Tensor, "n"]
+    target: Int[Tensor, " n"]
+    edge: Float[Tensor, " n"]
     """The attribution edge."""
-    virtual_weight: Float[Tensor, "n"]
+    virtual_weight: Float[Tensor, " n"]
     """Input-invariant weight ``V[i, j]``."""
-    direct: Float[Tensor, "n"]
+    direct: Float[Tensor, " n"]
     """Input-dependent residual-direct part ``a_i * s_m(t) * V[i, j]``."""
 
     @property

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import mechscope as ms
+
     from ..circuits.acdc import AcdcConfig, acdc, draw
 
     cfg = dataclass_from_args(AcdcCliConfig, args)

@@ -65,6 +65,7 @@ def transcoders_or_cached_set(model, folder: str):  # type: ignore[no-untyped-de
 
 def run(args: argparse.Namespace) -> int:
     import mechscope as ms
+
     from ..circuits import AttributionConfig, attribute, feature_supernodes
     cfg = dataclass_from_args(AttributeConfig, args)
     model = ms.load_model(cfg.model)

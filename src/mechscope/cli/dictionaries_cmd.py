@@ -1,7 +1,8 @@
 """``mechscope dictionaries``: public pretrained dictionaries by name (a subcommand group).
 
     mechscope dictionaries list [--model SUBSTR] [--release NAME] [--json FILE]   known releases: model, hook point, ids
-    mechscope dictionaries fetch RELEASE ID --out DIR                              download, convert, save (SAELens layout)
+    mechscope dictionaries fetch RELEASE ID --out DIR                              download, convert, save
+                                                                                   (SAELens layout)
     mechscope dictionaries build [--model M]             train the model's full transcoder set into MECHSCOPE_HOME
 
 Each action is a function ``add_<action>(actions)`` listed in :data:`ACTIONS`; a new action (``build``) adds one.
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def add_list(actions: argparse._SubParsersAction) -> None:
@@ -43,7 +45,8 @@ ACTIONS: list[Callable[[argparse._SubParsersAction], None]] = [add_list, add_fet
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dictionaries", help="dictionaries by name: list, fetch; build the built-in model's transcoder set",
+    p = sub.add_parser("dictionaries",
+                       help="dictionaries by name: list, fetch; build the built-in model's transcoder set",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     for add in ACTIONS:

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import mechscope as ms
+
     from ..lens import direct_logit_attribution
     from .outputs import token_label, write_json, write_page, write_png
 

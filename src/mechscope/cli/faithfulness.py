@@ -51,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import mechscope as ms
+
     from ..circuits import AttributionConfig, AttributionGraph, ReplacementModel, attribute
     from ..circuits.faithfulness import FaithfulnessConfig, faithfulness
     from .attribute import transcoders_or_cached_set

@@ -66,9 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import mechscope as ms
+
+    from ..display.figures import heatmap
     from ..heads import HeadScores, head_scores
     from ..heads.detectors import DEFAULT_THRESHOLDS
-    from ..display.figures import heatmap
     from .outputs import write_json, write_png
 
     cfg = dataclass_from_args(HeadsConfig, args)

@@ -82,8 +82,9 @@ def top_token_figure(summary: dict, rows: list[str], cols: list[str], title: str
 
 def run(args: argparse.Namespace) -> int:
     import mechscope as ms
-    from ..lens import TunedLens, logit_lens
+
     from ..display.figures import heatmap
+    from ..lens import TunedLens, logit_lens
     from .outputs import token_label, write_json, write_page, write_png
 
     cfg = dataclass_from_args(LensCliConfig, args)

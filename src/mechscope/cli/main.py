@@ -9,8 +9,9 @@ import sys
 
 # Subcommand modules, each with add_parser(subparsers) that sets ``run`` as the default handler.
 # In the order `mechscope --help` lists them: extract, intervene, decompose, interpret, trace, surfaces.
-SUBCOMMANDS = ["models_cmd", "data_cmd", "cache", "patch", "lens", "dla", "probe", "heads", "train", "eval", "dictionaries_cmd",
-               "features", "explain", "steer", "monitor", "attribute", "faithfulness", "acdc", "report", "serve", "tour"]
+SUBCOMMANDS = ["models_cmd", "data_cmd", "cache", "patch", "lens", "dla", "probe", "heads", "train", "eval",
+               "dictionaries_cmd", "features", "explain", "steer", "monitor", "attribute", "faithfulness", "acdc",
+               "report", "serve", "tour"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,9 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import dictionaries
+    from .. import dictionaries, load_model
     from ..features.monitor import FeatureMonitor
-    from .. import load_model
 
     cfg = dataclass_from_args(MonitorConfig, args)
     d = dictionaries.load(cfg.dictionary).eval()

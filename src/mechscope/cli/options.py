@@ -13,13 +13,13 @@ import inspect
 import textwrap
 import types
 import typing
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from ..validation import finite_float
 
 
-@lru_cache(maxsize=None)
+@cache
 def field_docs(cls: type) -> dict[str, str]:
     """``{field: docstring}`` read from the class source (attribute docstrings are not kept at run time)."""
     docs: dict[str, str] = {}

@@ -113,9 +113,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import mechscope as ms
+
+    from ..display.figures import heatmap
     from ..interventions import logit_diff, patch_sweep
     from ..interventions.patching import check_matched
-    from ..display.figures import heatmap
     from .outputs import write_json, write_page, write_png
 
     cfg = dataclass_from_args(PatchConfig, args)

@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
     import mechscope as ms
+
     from ..probes import ProbeConfig, probe_texts
     from .outputs import _atomic, write_json, write_png  # _atomic: temporary file, then rename
 

@@ -53,10 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import dictionaries
+    from .. import dictionaries, load_model
     from ..features.db import FeatureDB
     from ..features.steering import feature_vector, steer
-    from .. import load_model
 
     cfg = dataclass_from_args(SteerConfig, args)
     d = dictionaries.load(cfg.dictionary).eval()

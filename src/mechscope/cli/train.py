@@ -49,7 +49,7 @@ def _add_group(parser: argparse.ArgumentParser, cls: type, prefix: str, skip: tu
         dest = prefix + f.name
         tp = hints[f.name]
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        base = args[0] if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType")) else tp
+        base = args[0] if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType) else tp
         default = f.default if f.default is not dataclasses.MISSING else None
         text = f"{docs.get(f.name, '')} (default: {default})"
         flag = "--" + dest.replace("_", "-")
@@ -95,9 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from mechscope.activations import ActivationStore, harvest_to_disk
     from mechscope.data import open_source, pack
     from mechscope.evals import evaluate_run
-    from mechscope.training import TrainConfig, init_distributed, shutdown, train
-
-    from mechscope.training import check_run_folder
+    from mechscope.training import TrainConfig, check_run_folder, init_distributed, shutdown, train
 
     check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)  # before any expensive work
     info = init_distributed(args.device)

@@ -7,8 +7,7 @@ Named sources (see :mod:`mechscope.data.specs`): ``prose`` (Python documentation
 
 from .corpora import CorpusFetchError, fetch_prose, prose_corpus, prose_dir, prose_manifest, prose_records
 from .packing import PackConfig, batched, pack, rank_slice, special_ids, train_mask
-from .sources import (DataSourceError, code_corpus, hf_dataset, local_files, open_source, stdlib_corpus,
-                      stdlib_files)
+from .sources import DataSourceError, code_corpus, hf_dataset, local_files, open_source, stdlib_corpus, stdlib_files
 from .specs import DEFAULT_MIXTURE, NAMED_MIXTURES, NAMED_SOURCES, SOURCE_HELP, mixture_components, source_names
 from .splits import HELDOUT_FRACTION, SPLITS, mixture, split_of
 

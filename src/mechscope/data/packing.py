@@ -48,7 +48,7 @@ def _special_id(tokenizer: Any, which: str) -> int:
         value = getattr(tokenizer, attr, None)
         if value is not None:
             return int(value)
-    raise ValueError(f"tokenizer has neither a BOS nor an EOS token; use prepend_bos=False and separator='none'")
+    raise ValueError("tokenizer has neither a BOS nor an EOS token; use prepend_bos=False and separator='none'")
 
 
 def special_ids(tokenizer: Any) -> list[int]:
@@ -65,7 +65,7 @@ def _token_stream(docs: Iterable[str], tokenizer: Any, cfg: PackConfig) -> Itera
             yield from sep
 
 
-def pack(docs: Iterable[str], tokenizer: Any, cfg: PackConfig | None = None) -> Iterator[Int[Tensor, "ctx"]]:
+def pack(docs: Iterable[str], tokenizer: Any, cfg: PackConfig | None = None) -> Iterator[Int[Tensor, " ctx"]]:
     """Yield contexts of exactly ``cfg.context_size`` token ids (LongTensor), in document order."""
     cfg = cfg or PackConfig()
     head = [_special_id(tokenizer, "bos")] if cfg.prepend_bos else []

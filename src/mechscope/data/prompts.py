@@ -12,8 +12,9 @@ activations can be patched position by position.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from jaxtyping import Int
@@ -44,20 +45,20 @@ class IOIPrompts:
 
     clean: list[str]
     corrupted: list[str]
-    answer_ids: Int[Tensor, "batch"]
-    wrong_ids: Int[Tensor, "batch"]
+    answer_ids: Int[Tensor, " batch"]
+    wrong_ids: Int[Tensor, " batch"]
     positions: dict[str, int]
     n_tokens: int
     names: list[tuple[str, str]] = field(default_factory=list)
 
-    def metric(self) -> "Metric":
+    def metric(self) -> Metric:
         """Logit difference IO minus S at the last position, per prompt."""
         from ..interventions.metrics import logit_diff
 
         return logit_diff(self.answer_ids, self.wrong_ids)
 
 
-def single_tokens(model: "HookedModel", words: Sequence[str]) -> list[str]:
+def single_tokens(model: HookedModel, words: Sequence[str]) -> list[str]:
     """The words that are exactly one token for ``model``'s tokenizer."""
     out = []
     for w in words:
@@ -69,7 +70,7 @@ def single_tokens(model: "HookedModel", words: Sequence[str]) -> list[str]:
     return out
 
 
-def ioi_prompts(model: "HookedModel", n: int = 8, *, template: int = 0, corruption: Corruption = "abc",
+def ioi_prompts(model: HookedModel, n: int = 8, *, template: int = 0, corruption: Corruption = "abc",
                 seed: int = 0, prepend_bos: bool | None = None) -> IOIPrompts:
     """``n`` IOI prompt pairs built from one template.
 
@@ -133,14 +134,14 @@ class InductionData:
     prefix: int
 
 
-def random_tokens(model: "HookedModel", shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+def random_tokens(model: HookedModel, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
     """Random ids avoiding the tokenizer's special tokens."""
     special = set(getattr(model.tokenizer, "all_special_ids", []) or [])
     pool = torch.tensor([i for i in range(model.cfg.d_vocab) if i not in special])
     return pool[torch.randint(0, len(pool), shape, generator=generator)]
 
 
-def induction_tokens(model: "HookedModel", n: int = 4, seq_len: int = 20, *, seed: int = 0,
+def induction_tokens(model: HookedModel, n: int = 4, seq_len: int = 20, *, seed: int = 0,
                      prepend_bos: bool | None = None) -> InductionData:
     """``n`` sequences of ``seq_len`` random tokens repeated twice (after a BOS when the model uses one)."""
     if n < 1 or seq_len < 2:

@@ -19,7 +19,7 @@ HELDOUT_FRACTION = 0.05
 
 
 def _unit(salt: str, key: str) -> float:
-    digest = hashlib.sha1(f"{salt}:{key}".encode("utf-8")).digest()
+    digest = hashlib.sha1(f"{salt}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
@@ -42,7 +42,7 @@ def in_split(key: str, split: str) -> bool:
 
 def order_key(key: str) -> str:
     """Sort key giving named corpora their fixed, shuffled-looking order (independent of the split hash)."""
-    return hashlib.sha1(f"order:{key}".encode("utf-8")).hexdigest()
+    return hashlib.sha1(f"order:{key}".encode()).hexdigest()
 
 
 def mixture_tagged(streams: Sequence[Iterable[str]], weights: Sequence[float], *,

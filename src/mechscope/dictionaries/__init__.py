@@ -12,17 +12,30 @@ transcoders; SAELens-layout files, converters from other public layouts, and spl
 
 from .base import Dictionary, DictionaryConfig, DictionaryOptions, DictionaryOutput
 from .clt import CrossLayerTranscoder
-from .converters import (load_dictionary_learning, load_gemma_scope, load_llama_scope, load_sparsify,
-                         load_transcoder_set, save_transcoder_set)
+from .converters import (
+                         load_dictionary_learning,
+                         load_gemma_scope,
+                         load_llama_scope,
+                         load_sparsify,
+                         load_transcoder_set,
+                         save_transcoder_set,
+)
 from .crosscoder import Crosscoder
-from .errors import (DictionaryConfigError, DictionaryError, DictionaryFormatError, DictionaryModelError,
-                     DictionaryNotFoundError, DictionaryShapeError, UnknownArchitectureError)
+from .errors import (
+                         DictionaryConfigError,
+                         DictionaryError,
+                         DictionaryFormatError,
+                         DictionaryModelError,
+                         DictionaryNotFoundError,
+                         DictionaryShapeError,
+                         UnknownArchitectureError,
+)
 from .gated import GatedDictionary
 from .io import load, parse_hub_path, save
 from .jumprelu import JumpReLUDictionary
 from .pretrained import PretrainedNotFoundError, get_release, list_releases, load_pretrained
-from .releases import RELEASES, Release
 from .registry import create, get_class, names, register
+from .releases import RELEASES, Release
 from .relu import ReLUDictionary
 from .scale import fit_feature_scale, norm_scale
 from .splice import Splice, SpliceState, spliced
@@ -32,9 +45,11 @@ from .transcoder import create_mlp_transcoder
 __all__ = [
     "BatchTopKDictionary", "Crosscoder", "CrossLayerTranscoder", "Dictionary", "DictionaryConfig",
     "DictionaryConfigError", "DictionaryError", "DictionaryFormatError", "DictionaryNotFoundError",
-    "DictionaryOptions", "DictionaryOutput", "DictionaryModelError", "DictionaryShapeError", "GatedDictionary", "JumpReLUDictionary",
+    "DictionaryOptions", "DictionaryOutput", "DictionaryModelError", "DictionaryShapeError", "GatedDictionary",
+    "JumpReLUDictionary",
     "PretrainedNotFoundError", "RELEASES", "ReLUDictionary", "Release", "get_release", "list_releases",
-    "load_llama_scope", "load_pretrained", "Splice", "SpliceState", "TopKDictionary", "UnknownArchitectureError", "create",
+    "load_llama_scope", "load_pretrained", "Splice", "SpliceState", "TopKDictionary", "UnknownArchitectureError",
+    "create",
     "create_mlp_transcoder", "fit_feature_scale", "get_class", "load", "load_dictionary_learning",
     "load_gemma_scope", "load_sparsify", "load_transcoder_set", "names", "norm_scale", "parse_hub_path", "register",
     "save", "save_transcoder_set", "sparse_decode", "spliced",

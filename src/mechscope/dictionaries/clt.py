@@ -15,8 +15,8 @@ at each ``mlp_out``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from jaxtyping import Float
@@ -72,7 +72,7 @@ class CrossLayerTranscoder(ThresholdMixin, Dictionary):
     def check_config(self) -> None:
         if not self.cfg.transcoder or self.cfg.apply_b_dec_to_input:
             raise DictionaryConfigError("a CLT is a transcoder: transcoder=True, apply_b_dec_to_input=False")
-        first, n = self.options.first_layer, self.options.n_layers
+        first = self.options.first_layer
         if self.cfg.hook_name is None:
             self.cfg.hook_name = block_hook(first, "mlp_in")
             self.cfg.hook_name_out = block_hook(first, "mlp_out")

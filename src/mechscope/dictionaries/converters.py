@@ -24,8 +24,9 @@ import copy
 import logging
 import re
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,7 +125,7 @@ def load_sparsify(folder: str | Path, *, hook_name: str | None = None, hook_name
     return _build("topk", dcfg, tensors, str(folder), get_class("topk").Options(k=k))
 
 
-# ---------------------------------------------------------------------------------------------------- dictionary_learning
+# ------------------------------------------------------------------------------------------------ dictionary_learning
 _DL_LAYOUTS: dict[str, set[str]] = {
     "AutoEncoder": {"encoder.weight", "encoder.bias", "decoder.weight", "bias"},
     "AutoEncoderNew": {"encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias"},
@@ -230,7 +231,8 @@ def save_transcoder_set(transcoders: Sequence[Dictionary], folder: str | Path, *
     for i, tc in enumerate(transcoders):
         if not tc.cfg.transcoder or tc.architecture not in CT_ACTIVATIONS:
             raise DictionaryConfigError(f"transcoders[{i}] is a {tc.architecture} dictionary (transcoder="
-                                        f"{tc.cfg.transcoder}); circuit-tracer sets hold relu/topk/jumprelu transcoders")
+                                        f"{tc.cfg.transcoder}); circuit-tracer sets hold relu/topk/jumprelu "
+                                        "transcoders")
         if tc.architecture != first.architecture or tc.d_sae != first.d_sae:
             raise DictionaryConfigError("every transcoder of a set needs the same architecture and d_sae")
         if tc.hook_name is not None and not tc.hook_name.startswith(f"blocks.{i}."):
@@ -289,7 +291,8 @@ def load_transcoder_set(folder: str | Path) -> list[Dictionary]:
         found = {int(m.group(1)): p for p in folder.glob("layer_*.safetensors")
                  if (m := re.fullmatch(r"layer_(\d+)\.safetensors", p.name))}
         if not found or set(found) != set(range(len(found))):
-            raise DictionaryFormatError(f"{folder}: expected layer_0..layer_N.safetensors, found layers {sorted(found)}")
+            raise DictionaryFormatError(f"{folder}: expected layer_0..layer_N.safetensors, "
+                                        f"found layers {sorted(found)}")
         files = [found[i] for i in range(len(found))]
     out = [load_transcoder_file(file, layer, config) for layer, file in enumerate(files)]
     logger.info("loaded %d circuit-tracer transcoders from %s", len(out), folder)
@@ -367,5 +370,5 @@ def load_llama_scope(folder: str | Path, *, model_name: str | None = None) -> Di
     return _build("jumprelu", cfg, tensors, str(folder))
 
 
-__all__ = ["load_dictionary_learning", "load_llama_scope", "load_transcoder_file", "load_gemma_scope", "load_sparsify", "load_transcoder_set",
-           "save_transcoder_set"]
+__all__ = ["load_dictionary_learning", "load_llama_scope", "load_transcoder_file", "load_gemma_scope", "load_sparsify",
+           "load_transcoder_set", "save_transcoder_set"]

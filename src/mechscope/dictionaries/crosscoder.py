@@ -99,7 +99,7 @@ class Crosscoder(Dictionary):
         """Decoder norm of every latent in every source."""
         return self.W_dec.norm(dim=-1)
 
-    def decoder_norms(self) -> Float[Tensor, "d_sae"]:
+    def decoder_norms(self) -> Float[Tensor, " d_sae"]:
         """Sum over sources of the per-source decoder norms (the L1 weighting)."""
         return self.source_norms().sum(-1)
 

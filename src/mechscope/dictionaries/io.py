@@ -44,8 +44,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .base import EXTRAS, Dictionary, DictionaryConfig, dtype_name
-from .errors import (DictionaryConfigError, DictionaryFormatError, DictionaryNotFoundError,
-                     UnknownArchitectureError)
+from .errors import DictionaryConfigError, DictionaryFormatError, DictionaryNotFoundError, UnknownArchitectureError
 from .hooknames import to_canonical, to_transformer_lens
 from .registry import get_class
 

@@ -34,7 +34,7 @@ def norm_scale(acts: Float[Tensor, "... d"]) -> float:
     return float(acts.shape[-1] ** 0.5 / mean_norm)
 
 
-def fit_feature_scale(d: "Dictionary", x: Tensor, target: Tensor | None = None, *, ridge: float = 1e-6,
+def fit_feature_scale(d: Dictionary, x: Tensor, target: Tensor | None = None, *, ridge: float = 1e-6,
                       max_iter: int = 500, tol: float = 1e-10) -> Tensor:
     """Least-squares per-latent scale for fixed latents ``f = d.encode(x)``; returns shape ``d.latent_shape()``.
 

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,7 +35,7 @@ from .errors import DictionaryConfigError, DictionaryModelError, DictionaryShape
 from .hooknames import block_hook, to_canonical
 from .topk import BatchTopKDictionary
 
-HookFn = Callable[[Tensor, Any], Union[Tensor, None]]
+HookFn = Callable[[Tensor, Any], Tensor | None]
 
 
 @dataclass
@@ -63,7 +63,7 @@ class SpliceState:
     """Output hook name -> error term added (only with ``keep_error``)."""
 
 
-SpliceSpec = Union[Dictionary, Splice, tuple]
+SpliceSpec = Dictionary | Splice | tuple
 
 
 def _as_splice(item: SpliceSpec) -> Splice:

@@ -11,8 +11,22 @@ Every result class's ``_repr_html_`` is built from these. This package imports n
 """
 
 from .assets import AssetError
-from .views import (View, attention, bar_chart, empty, feature_card, graph_view, heatmap, key_values, line_plot,
-                    number, numbers, panel, table, text)
+from .views import (
+                    View,
+                    attention,
+                    bar_chart,
+                    empty,
+                    feature_card,
+                    graph_view,
+                    heatmap,
+                    key_values,
+                    line_plot,
+                    number,
+                    numbers,
+                    panel,
+                    table,
+                    text,
+)
 
 __all__ = ["AssetError", "View", "attention", "bar_chart", "empty", "feature_card", "graph_view", "heatmap",
            "key_values", "line_plot", "number", "numbers", "panel", "table", "text"]

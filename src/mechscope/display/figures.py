@@ -6,8 +6,8 @@ returns the ``Figure`` and saves a PNG when given ``path``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 

@@ -11,5 +11,5 @@ from .report import SCHEMA, DictionaryEval, EvalReport, plot_eval, read_eval
 from .run import evaluate, evaluate_run
 
 __all__ = ["SCHEMA", "DictionaryEval", "Downstream", "EvalReport", "Reconstruction", "ReconstructionStats",
-           "density_histogram", "evaluate", "evaluate_activations", "evaluate_run", "evaluate_many", "evaluate_with_model",
-           "plot_eval", "read_eval"]
+           "density_histogram", "evaluate", "evaluate_activations", "evaluate_run", "evaluate_many",
+           "evaluate_with_model", "plot_eval", "read_eval"]

@@ -61,7 +61,7 @@ def _ce(logits: Tensor, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def evaluate_with_model(model, d: Dictionary, contexts: Iterable[Int[Tensor, "ctx"]], *, model_batch: int = 8,
+def evaluate_with_model(model, d: Dictionary, contexts: Iterable[Int[Tensor, " ctx"]], *, model_batch: int = 8,
                         exclude: Iterable[int] = (), stats: ReconstructionStats | None = None) -> Downstream:
     """CE loss recovered and KL of ``d`` spliced into ``model`` over ``contexts``; also fills ``stats`` if given."""
     out = evaluate_many(model, {"d": d}, contexts, model_batch=model_batch, exclude=exclude,
@@ -75,7 +75,7 @@ def _check_single_layer(name: str, d: Dictionary) -> None:
 
 
 @torch.no_grad()
-def evaluate_many(model, dicts: dict[str, Dictionary], contexts: Iterable[Int[Tensor, "ctx"]], *,
+def evaluate_many(model, dicts: dict[str, Dictionary], contexts: Iterable[Int[Tensor, " ctx"]], *,
                   model_batch: int = 8, exclude: Iterable[int] = (),
                   stats: dict[str, ReconstructionStats] | None = None) -> dict[str, Downstream]:
     """:func:`evaluate_with_model` for several dictionaries, each spliced alone, sharing forward passes.
@@ -102,7 +102,7 @@ def evaluate_many(model, dicts: dict[str, Dictionary], contexts: Iterable[Int[Te
         seen: dict[str, Tensor] = {}
 
         def record(act: Tensor, hook) -> None:  # type: ignore[no-untyped-def]
-            seen[hook.name] = act[mask]
+            seen[hook.name] = act[mask]  # noqa: B023  (runs inside this iteration's forward pass)
 
         with model.hooks([(h, record) for h in recorded]):
             clean_logits = model(ids)

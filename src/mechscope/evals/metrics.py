@@ -55,7 +55,7 @@ class ReconstructionStats:
         self.fired = torch.zeros(d.latent_shape(), dtype=torch.float64)
 
     @torch.no_grad()
-    def update(self, x: Float[Tensor, "n *d_in"], target: Float[Tensor, "n *d_out"] | None = None) -> None:
+    def update(self, x: Float[Tensor, " n *d_in"], target: Float[Tensor, " n *d_out"] | None = None) -> None:
         target = x if target is None else target
         out = self.d(x)
         tgt = target.to(out.reconstruction.dtype).flatten(1).double()  # (N, D)

@@ -64,7 +64,7 @@ def _hooks(model: Any, transcoders: Sequence[Dictionary], mask: Tensor) -> list[
 
 
 @torch.no_grad()
-def evaluate_replacement(model: Any, transcoders: Sequence[Dictionary], contexts: Iterable[Int[Tensor, "ctx"]], *,
+def evaluate_replacement(model: Any, transcoders: Sequence[Dictionary], contexts: Iterable[Int[Tensor, " ctx"]], *,
                          model_batch: int = 8, exclude: Iterable[int] = ()) -> ReplacementEval:
     """Splice every transcoder of ``transcoders`` at once (no error terms) and compare with the real model."""
     if not transcoders:

@@ -13,8 +13,9 @@ threshold-free AUROC of ``P(yes)``.
 Nothing unusable is scored as if it were real. An explainer reply with no usable sentence (empty, punctuation, a
 refusal) gives ``explanation=None`` and ``status="no_explanation"``, never a template; a scorer reply that is
 neither yes nor no is left out of the metrics (counted in ``n_unparsed``), never taken as ``P(yes) = 0.5``, and
-:attr:`Interpretation.status` says so (``"partly_unscored"``, or ``"unscored"`` when nothing could be scored). Held-out means: examples not shown when explaining (top examples after the
-first ``n_explain``, and the uniformly sampled ones). Negatives are other features' top examples from sequences
+:attr:`Interpretation.status` says so (``"partly_unscored"``, or ``"unscored"`` when nothing could be scored).
+Held-out means: examples not shown when explaining (top examples after the first ``n_explain``, and the uniformly
+sampled ones). Negatives are other features' top examples from sequences
 where this feature was not among the recorded examples (so, as far as the statistics know, inactive).
 """
 

@@ -156,7 +156,9 @@ def evaluate_concept_steering(model: Any, dictionary: Any, db: Any, concept: str
         s, p, _ = steering_success(model, [cv], prompts, forms, max_new_tokens=max_new_tokens)
         c_success.append(s)
         c_prob.append(p)
-    mean = (lambda xs: sum(xs) / len(xs) if xs else float("nan"))
+    def mean(xs: list[float]) -> float:
+        return sum(xs) / len(xs) if xs else float("nan")
+
     return ConceptSteering(concept, feature, match_fraction, strength, list(prompts), success, mean(c_success),
                            base_success, prob, mean(c_prob), base_prob, controls,
                            [{"prompt": p, "baseline": b, "steered": t} for p, b, t in zip(prompts, base_texts, texts)])

@@ -298,7 +298,7 @@ class _Connection:
         except sqlite3.DatabaseError as e:
             raise self.error(e) from None
 
-    def __enter__(self) -> "_Connection":
+    def __enter__(self) -> _Connection:
         self.raw.__enter__()
         return self
 
@@ -348,7 +348,7 @@ class FeatureDB:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "FeatureDB":
+    def __enter__(self) -> FeatureDB:
         return self
 
     def __exit__(self, *exc: object) -> None:

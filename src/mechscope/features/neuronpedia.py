@@ -52,10 +52,11 @@ import json
 import math
 import os
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .db import FeatureCard, FeatureDB
 from .source import FeatureError

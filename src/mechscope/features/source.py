@@ -59,7 +59,7 @@ class FeatureSource:
 
     @classmethod
     def from_dictionary(cls, d: Any, model: Any = None, hook_name: str | None = None, *,
-                        allow_other_model: bool = False) -> "FeatureSource":
+                        allow_other_model: bool = False) -> FeatureSource:
         """A source for any mechscope dictionary; checks widths, hook points and the recorded model name against
         ``model`` when given (``allow_other_model=True`` accepts a dictionary recorded for another model)."""
         from ..dictionaries import Crosscoder, CrossLayerTranscoder

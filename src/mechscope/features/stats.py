@@ -109,11 +109,11 @@ class FeatureStats:
     config: StatsConfig
     n_tokens: int
     n_sequences: int
-    active_count: Int[Tensor, "d_sae"]
-    act_sum: Float[Tensor, "d_sae"]
-    max_act: Float[Tensor, "d_sae"]
+    active_count: Int[Tensor, " d_sae"]
+    act_sum: Float[Tensor, " d_sae"]
+    max_act: Float[Tensor, " d_sae"]
     hist: Int[Tensor, "d_sae bins"]
-    hist_edges: Float[Tensor, "bins_plus_1"]
+    hist_edges: Float[Tensor, " bins_plus_1"]
     top_val: Float[Tensor, "d_sae k"]
     top_seq: Int[Tensor, "d_sae k"]
     top_tok: Int[Tensor, "d_sae k w"]
@@ -134,16 +134,16 @@ class FeatureStats:
         return int(self.max_act.shape[0])
 
     @property
-    def frequency(self) -> Float[Tensor, "d_sae"]:
+    def frequency(self) -> Float[Tensor, " d_sae"]:
         return self.active_count.double().div(max(self.n_tokens, 1)).float()
 
     @property
-    def mean_act(self) -> Float[Tensor, "d_sae"]:
+    def mean_act(self) -> Float[Tensor, " d_sae"]:
         """Mean activation over all tokens."""
         return (self.act_sum / max(self.n_tokens, 1)).float()
 
     @property
-    def mean_active(self) -> Float[Tensor, "d_sae"]:
+    def mean_active(self) -> Float[Tensor, " d_sae"]:
         """Mean activation over the tokens where the feature is active."""
         return (self.act_sum / self.active_count.clamp_min(1)).float()
 

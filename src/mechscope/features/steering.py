@@ -43,7 +43,7 @@ class SteeringVector:
     """A vector added to every position at one hook point."""
 
     hook_name: str
-    vector: Float[Tensor, "d_model"]
+    vector: Float[Tensor, " d_model"]
     label: str = ""
 
 

@@ -14,8 +14,8 @@ All scores come from attention patterns on repeated random token sequences ``[pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from jaxtyping import Float
@@ -30,7 +30,7 @@ DEFAULT_THRESHOLDS = {"previous_token": 0.4, "induction": 0.4, "duplicate_token"
 
 
 def diagonal_score(pattern: Float[Tensor, "batch heads q k"], offset: int, queries: Sequence[int] | range
-                   ) -> Float[Tensor, "heads"]:
+                   ) -> Float[Tensor, " heads"]:
     """Mean attention from each query ``i`` in ``queries`` to key ``i - offset``, per head."""
     q = torch.as_tensor(list(queries))
     k = q - offset
@@ -40,7 +40,7 @@ def diagonal_score(pattern: Float[Tensor, "batch heads q k"], offset: int, queri
 
 
 def column_score(pattern: Float[Tensor, "batch heads q k"], key: int, queries: Sequence[int] | range
-                 ) -> Float[Tensor, "heads"]:
+                 ) -> Float[Tensor, " heads"]:
     """Mean attention from ``queries`` to one key position, per head."""
     return pattern[:, :, list(queries), key].float().mean((0, 2))
 

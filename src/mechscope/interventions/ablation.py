@@ -15,8 +15,9 @@ that of a reference prompt drawn at random (fixed by ``seed``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor

@@ -15,9 +15,9 @@ what the model uses), and ``torch.autograd.grad`` reads them all at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -54,7 +54,8 @@ class AttributionResult:
         for layer in layers:
             name = f"blocks.{layer}.{kind}"
             if name not in self.scores:
-                raise KeyError(f"{name!r} was not attributed; attributed points: {', '.join(list(self.scores)[:6])} ...")
+                shown = ", ".join(list(self.scores)[:6])
+                raise KeyError(f"{name!r} was not attributed; attributed points: {shown} ...")
             s = self.scores[name]
             if axis == "pos":
                 rows.append(s if s.ndim == 1 else s.sum(-1))

@@ -12,8 +12,8 @@ per-prompt targets (answer ids, reference distributions) line up with the rows t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +61,7 @@ class Metric:
     fn: Callable[[Tensor], Tensor]
     name: str = "metric"
 
-    def __call__(self, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, "batch"] | Float[Tensor, ""]:
+    def __call__(self, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, " batch"] | Float[Tensor, ""]:
         out = self.fn(logits)
         return check_metric_output(out, logits.shape[0], self.name)
 

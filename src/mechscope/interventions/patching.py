@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -200,7 +200,7 @@ def shared_prefix(model: HookedModel, layer: int, b: int, k: int) -> Iterator[No
 
 def run_variants(model: HookedModel, base: Tokens, n_variants: int, metric: Metric,
                  hooks_for: Callable[[range], list], batch_size: int = 64,
-                 first_layer: Callable[[int], int] | None = None) -> Float[Tensor, "variants"]:
+                 first_layer: Callable[[int], int] | None = None) -> Float[Tensor, " variants"]:
     """Run ``n_variants`` copies of ``base`` stacked in batches; ``hooks_for(chunk)`` patches each chunk.
 
     Within a chunk, variant ``chunk[j]`` occupies rows ``j*B:(j+1)*B`` (B = prompts in ``base``). When
@@ -234,7 +234,7 @@ def run_variants(model: HookedModel, base: Tokens, n_variants: int, metric: Metr
 def activation_patch(model: HookedModel, clean: Inputs | Mapping[str, Tensor], corrupted: Inputs,
                      metric: Callable[[Tensor], Tensor] | Metric, cells: Sequence[Cell], *,
                      direction: Direction = "denoise", batch_size: int = 64, run: PatchRun | None = None,
-                     share_prefix: bool = True) -> Float[Tensor, "cells"]:
+                     share_prefix: bool = True) -> Float[Tensor, " cells"]:
     """The metric of the base run with each cell patched from the source run, one value per cell.
 
     Generic over hook points, positions and heads: every sweep in this module is a thin layer over it. With

@@ -15,7 +15,7 @@ With ``direction="denoise"`` the base is the corrupted input and the source the 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor

@@ -2,8 +2,7 @@
 
 from .dla import DLAResult, direct_logit_attribution
 from .logit_lens import LensResult, logit_lens, unembed
-from .tuned import (LensComparison, TunedLens, TunedLensConfig, TunedLensFileError, compare_lenses,
-                    train_tuned_lens)
+from .tuned import LensComparison, TunedLens, TunedLensConfig, TunedLensFileError, compare_lenses, train_tuned_lens
 
 __all__ = ["DLAResult", "LensComparison", "LensResult", "TunedLens", "TunedLensConfig", "TunedLensFileError",
            "compare_lenses",

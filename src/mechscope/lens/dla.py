@@ -15,8 +15,8 @@ additive; ``total`` is then the pre-cap logit).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from jaxtyping import Float
@@ -34,12 +34,12 @@ class DLAResult:
 
     values: Float[Tensor, "component batch"]
     labels: list[str]
-    bias: Float[Tensor, "batch"]
-    total: Float[Tensor, "batch"]
+    bias: Float[Tensor, " batch"]
+    total: Float[Tensor, " batch"]
     n_layers: int
     n_heads: int
 
-    def mean(self) -> Float[Tensor, "component"]:
+    def mean(self) -> Float[Tensor, " component"]:
         return self.values.mean(1)
 
     def top(self, k: int = 10) -> list[tuple[str, float]]:
@@ -69,7 +69,8 @@ class DLAResult:
             return display.empty(title, "no components (empty attribution)")
         top = self.top(k)
         children = [display.bar_chart([lab for lab, _ in top], [v for _, v in top],
-                                      title=f"top {len(top)} components (mean over prompts)", value_name="contribution")]
+                                      title=f"top {len(top)} components (mean over prompts)",
+                                      value_name="contribution")]
         if "L0H0" in self.labels:
             children.append(self.heads().view(normalized=False))
         summary = [("total (mean)", float(self.total.float().mean())), ("bias term (mean)", float(self.bias.mean())),

@@ -66,7 +66,7 @@ class LensResult:
         ref = logp[-1] if final is None else final.float().log_softmax(-1)
         return (ref.exp() * (ref - logp)).sum(-1)
 
-    def mean_kl(self, final: Tensor | None = None) -> Float[Tensor, "layers"]:
+    def mean_kl(self, final: Tensor | None = None) -> Float[Tensor, " layers"]:
         """KL to the final distribution per layer, averaged over prompts and real (unpadded) positions."""
         kl = self.kl_to_final(final)  # (L, B, T)
         m = self.tokens.attention_mask
@@ -94,7 +94,7 @@ class LensResult:
         lg = self.logits[:, prompt, pos]  # (L, V)
         return (lg > lg[:, tid:tid + 1]).sum(-1)
 
-    def plot_kl(self, path: str | Path | None = None, other: "LensResult | None" = None):
+    def plot_kl(self, path: str | Path | None = None, other: LensResult | None = None):
         """Mean KL to the final distribution per layer (next to ``other``, e.g. a tuned lens)."""
         from ..display.figures import line_plot
 
@@ -106,8 +106,8 @@ class LensResult:
 
     def plot_probs(self, target: str | int, path: str | Path | None = None, prompt: int = 0):
         """Heatmap of the probability of ``target`` per layer × position."""
-        from ..interventions.patching import position_labels
         from ..display.figures import heatmap
+        from ..interventions.patching import position_labels
 
         tid = self.model.to_single_token(target) if isinstance(target, str) else int(target)
         p = self.logits[:, prompt].float().softmax(-1)[..., tid]  # (L, T)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from jaxtyping import Float
@@ -74,7 +74,7 @@ class TunedLens(nn.Module):
         self.model_name = model_name
 
     @classmethod
-    def for_model(cls, model: HookedModel) -> "TunedLens":
+    def for_model(cls, model: HookedModel) -> TunedLens:
         return cls(model.cfg.n_layers, model.cfg.d_model, model.cfg.name)
 
     def translate(self, resid: Float[Tensor, "layers batch pos d_model"]) -> Float[Tensor, "layers batch pos d_model"]:
@@ -104,7 +104,7 @@ class TunedLens(nn.Module):
         _atomic_save(tensors, Path(path), metadata)
 
     @classmethod
-    def load(cls, path: str | Path) -> "TunedLens":
+    def load(cls, path: str | Path) -> TunedLens:
         """Read a lens written by :meth:`save` (or a training checkpoint)."""
         path = Path(path)
         if not path.is_file():

@@ -9,7 +9,7 @@ and, only if a hook replaced them, recomputes ``pattern @ V``. Other calls keep 
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

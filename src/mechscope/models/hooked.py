@@ -10,7 +10,8 @@ import contextlib
 import dataclasses
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
@@ -93,7 +94,7 @@ class HookedModel:
         return pairs
 
     @contextlib.contextmanager
-    def hooks(self, fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFn]]) -> Iterator["HookedModel"]:
+    def hooks(self, fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFn]]) -> Iterator[HookedModel]:
         """Attach ``(name, fn)`` hooks for the duration of the block; they are removed even on error.
 
         ``fn(act, hook)`` returns None to observe, or a tensor of the same shape and dtype to replace ``act``.
@@ -185,7 +186,7 @@ class HookedModel:
     def run_with_cache(self, inputs: Inputs, names: Any = None, *, stop_at_layer: int | None = None,
                        stop_early: bool = True, grad: bool = False, device: str | torch.device | None = None,
                        dtype: torch.dtype | str | None = None, prepend_bos: bool | None = None,
-                       ) -> tuple[Tensor | None, "ActivationCache"]:
+                       ) -> tuple[Tensor | None, ActivationCache]:
         """Run the model and cache the activations at ``names`` (None = every hook point).
 
         Only the requested points are recorded. With ``stop_early`` (the default) the forward pass stops right after
@@ -275,7 +276,7 @@ class HookedModel:
         return self._scaled(self._weight(self.unembed_module, "weight"), self._unembed_scale).T
 
     @property
-    def b_U(self) -> Float[Tensor, "vocab"] | None:
+    def b_U(self) -> Float[Tensor, " vocab"] | None:
         return self._scaled(self._weight(self.unembed_module, "bias"), self._unembed_scale)
 
     @property
@@ -298,7 +299,7 @@ class HookedModel:
         w = self._scaled(w, self._config_scale(self.layer_sites[layer].get("attn_out")))
         return w.reshape(self.cfg.n_heads, self.cfg.d_head, -1)
 
-    def b_O(self, layer: int) -> Float[Tensor, "d_model"] | None:
+    def b_O(self, layer: int) -> Float[Tensor, " d_model"] | None:
         module = self._block_module(layer, "attn.z")
         return self._scaled(self._weight(module, "bias"), self._config_scale(self.layer_sites[layer].get("attn_out")))
 
@@ -313,7 +314,7 @@ class HookedModel:
     def final_norm(self) -> NormSpec:
         return NormSpec.from_module(self.final_norm_module, self.adapter.norm_kind, root=self.hf)
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None) -> "HookedModel":
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None) -> HookedModel:
         if offload.is_dispatched(self.hf):
             raise ValueError("this model was placed by accelerate (device_map=...); reload it with another "
                              "device_map instead of moving it with .to()")

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
-
 from torch.overrides import TorchFunctionMode
 
 from . import attention, layouts
@@ -135,7 +135,7 @@ class _CallSite(TorchFunctionMode):
 class HookSession:
     """Torch hooks for one set of ``(point, fn)`` pairs. Use as a context manager; hooks go away on exit."""
 
-    def __init__(self, model: "HookedModel", pairs: list[tuple[HookPoint, HookFn]],
+    def __init__(self, model: HookedModel, pairs: list[tuple[HookPoint, HookFn]],
                  stop_after: HookPoint | None = None, stop_before_layer: int | None = None):
         self.model = model
         self.pairs = pairs
@@ -167,7 +167,7 @@ class HookSession:
         site = m.layer_sites[point.layer][kind]
         return block.get_submodule(site.path), site
 
-    def __enter__(self) -> "HookSession":
+    def __enter__(self) -> HookSession:
         try:
             self._attach()
         except BaseException:

@@ -22,7 +22,7 @@ class NormSpec:
     eps: float
 
     @classmethod
-    def from_module(cls, module: nn.Module, kind: str, root: nn.Module | None = None) -> "NormSpec":
+    def from_module(cls, module: nn.Module, kind: str, root: nn.Module | None = None) -> NormSpec:
         """The norm of ``module``; pass the model ``root`` to read weights of a module accelerate offloaded."""
         from .offload import materialise
 

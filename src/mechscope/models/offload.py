@@ -89,7 +89,7 @@ def input_device(hf: nn.Module, embed_path: str) -> torch.device:
     return torch.device("cpu")
 
 
-_NAME_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[int, str]]" = weakref.WeakKeyDictionary()
+_NAME_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[int, str]] = weakref.WeakKeyDictionary()
 
 
 def _names(root: nn.Module) -> dict[int, str]:

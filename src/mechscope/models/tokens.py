@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import torch
 from jaxtyping import Int
@@ -18,13 +18,13 @@ class Tokens:
     attention_mask: Int[Tensor, "batch pos"] | None = None
 
     @property
-    def lengths(self) -> Int[Tensor, "batch"]:
+    def lengths(self) -> Int[Tensor, " batch"]:
         if self.attention_mask is None:
             return torch.full((self.input_ids.shape[0],), self.input_ids.shape[1], dtype=torch.long)
         return self.attention_mask.sum(-1)
 
 
-Inputs = Union[str, Sequence[str], Tensor, Tokens]
+Inputs = str | Sequence[str] | Tensor | Tokens
 
 
 class TokenizerMissingError(ValueError):

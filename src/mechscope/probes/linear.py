@@ -11,9 +11,10 @@ decodable at a layer when the probe's accuracy is well above the control's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -60,9 +61,9 @@ class Probe:
     """A fitted linear probe: ``predict(x) = ((x - mean) / std) @ weight + bias``."""
 
     weight: Float[Tensor, "d_in out"]
-    bias: Float[Tensor, "out"]
-    mean: Float[Tensor, "d_in"]
-    std: Float[Tensor, "d_in"]
+    bias: Float[Tensor, " out"]
+    mean: Float[Tensor, " d_in"]
+    std: Float[Tensor, " d_in"]
     task: str
 
     def scores(self, x: Float[Tensor, "n d_in"]) -> Float[Tensor, "n out"]:
@@ -205,7 +206,7 @@ class ProbeResult:
 
 
 def token_activations(model: HookedModel, inputs: Inputs, kind: str, layers: Sequence[int],
-                      labels: Tensor) -> tuple[Float[Tensor, "layers n d"], Tensor, Int[Tensor, "n"]]:
+                      labels: Tensor) -> tuple[Float[Tensor, "layers n d"], Tensor, Int[Tensor, " n"]]:
     """Activations of the labelled tokens (``labels >= 0`` of a (batch, pos) tensor) at every layer."""
     names = [f"blocks.{layer}.{kind}" for layer in layers]
     with torch.no_grad():

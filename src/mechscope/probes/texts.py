@@ -11,8 +11,9 @@ CV, next to the configured control); the returned probes are then fitted on ever
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Sequence
+from typing import Literal, NamedTuple
 
 import torch
 from jaxtyping import Float, Int
@@ -28,7 +29,7 @@ POOLINGS = ("last", "mean")
 class TextActivations(NamedTuple):
     acts: dict[str, Float[Tensor, "n d"]]
     """Canonical hook name -> one pooled (flattened) activation per text, float32 on the CPU."""
-    last_tokens: Int[Tensor, "n"]
+    last_tokens: Int[Tensor, " n"]
     """Id of each text's last token (what ``control="random_token"`` groups by)."""
 
 

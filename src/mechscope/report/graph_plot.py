@@ -6,8 +6,8 @@ pruned graph laid out by (token position, layer), tokens at the bottom, logits a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 

@@ -7,9 +7,10 @@ import html
 import io
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..display import View
@@ -31,18 +32,18 @@ class Section:
     anchor: str
     parts: list[str] = field(default_factory=list)
 
-    def text(self, paragraph_html: str) -> "Section":
+    def text(self, paragraph_html: str) -> Section:
         """Add a paragraph (trusted HTML written by mechscope; escape user text with :func:`esc`)."""
         self.parts.append(f"<p>{paragraph_html}</p>")
         return self
 
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> "Section":
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Section:
         head = "".join(f"<th>{esc(h)}</th>" for h in header)
         body = "".join("<tr>" + "".join(f"<td>{esc(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
         self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
         return self
 
-    def figure(self, fig, caption: str = "") -> "Section":
+    def figure(self, fig, caption: str = "") -> Section:
         """Inline a matplotlib figure as PNG (and close it)."""
         import matplotlib.pyplot as plt
 
@@ -51,14 +52,14 @@ class Section:
         plt.close(fig)
         return self.image(buf.getvalue(), caption)
 
-    def image(self, png: bytes, caption: str = "") -> "Section":
+    def image(self, png: bytes, caption: str = "") -> Section:
         """Inline PNG bytes (e.g. a figure a command already wrote to disk)."""
         data = base64.b64encode(png).decode()
         self.parts.append(f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
                           f"<figcaption>{esc(caption)}</figcaption></figure>")
         return self
 
-    def view(self, view: "View", caption: str = "") -> "Section":
+    def view(self, view: View, caption: str = "") -> Section:
         """Embed an interactive :mod:`mechscope.display` view (self-contained: the report stays one offline file)."""
         self.parts.append(f"<figure>{view.html()}<figcaption>{esc(caption)}</figcaption></figure>")
         return self

@@ -127,7 +127,8 @@ def group_ablation(measured: float, predicted: float, random_mean: float, n: int
     text = (f"Ablating the top {n} graph features together moves the target by <b>{measured:+.3f}</b> (the graph "
             f"predicts {predicted:+.3f}); as many random active features move it by {random_mean:+.3f} on average.")
     if close and bigger:
-        return text + " The prediction holds within a quarter, and the graph's features matter far more than random ones."
+        return text + (" The prediction holds within a quarter, and the graph's features matter far more than "
+                       "random ones.")
     if same_sign and bigger:
         return text + " The direction is right and the graph's features matter more than random ones, but the size " \
                       "differs from the prediction."

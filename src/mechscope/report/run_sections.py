@@ -88,7 +88,8 @@ def _train(s: Section, folder: Path, ctx: dict) -> None:
     fig.tight_layout()
     s.figure(fig, "Training curves from metrics.jsonl (one line per dictionary)")
     last = {name: rs[-1] for name, rs in by_dict.items()}
-    s.table(["dictionary", "last step", *keys], [(n, r.get("step"), *(r.get(k) for k in keys)) for n, r in last.items()])
+    s.table(["dictionary", "last step", *keys],
+            [(n, r.get("step"), *(r.get(k) for k in keys)) for n, r in last.items()])
     if bad:
         s.text(f"{bad} unreadable line(s) of metrics.jsonl were skipped.")
 

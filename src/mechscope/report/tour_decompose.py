@@ -203,8 +203,9 @@ def step_features(ctx: TourContext) -> None:
     quick = ctx.config.quick
     db_path = sae_dir / "features.db"
     if not db_path.is_file():
-        build_features(FeaturesConfig(dictionary=str(sae_dir), corpus=str(ctx.findings["source"]), max_tokens=6000 if quick else 30000,
-                                      dashboards=20 if quick else 40), model=ctx.model, progress=True)
+        build_features(FeaturesConfig(dictionary=str(sae_dir), corpus=str(ctx.findings["source"]),
+                                      max_tokens=6000 if quick else 30000, dashboards=20 if quick else 40),
+                       model=ctx.model, progress=True)
     s = ctx.report.section("7. Interpret: features, explanations and steering")
     sae = load(sae_dir)
     with FeatureDB(db_path) as db:

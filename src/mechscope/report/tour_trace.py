@@ -90,5 +90,6 @@ def step_graph(ctx: TourContext) -> None:
                         graph_r_real=real.pearson, graph_sign_real=real.sign_agreement,
                         graph_r_graph=check.ablation["graph"].pearson,
                         graph_steering_r_real=check.steering["real"].pearson,
-                        graph_top_change=check.top_group.measured["real"], graph_top_predicted=check.top_group.predicted,
+                        graph_top_change=check.top_group.measured["real"],
+                        graph_top_predicted=check.top_group.predicted,
                         graph_random_change=check.random_group.measured["real"])

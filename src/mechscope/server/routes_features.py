@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Path as PathParam, Query, Request
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 
 from . import featurestore
 from .config import MAX_QUERY_CHARS

@@ -175,7 +175,7 @@ class RunRegistry:
             if seen > MAX_SCAN_ENTRIES:
                 log.warning("run %s: stopped scanning after %d files", run, MAX_SCAN_ENTRIES)
                 break
-            rel = (lambda f: (rel_dir / f).as_posix())  # noqa: E731
+            rel = (lambda f: (rel_dir / f).as_posix())  # noqa: E731, B023  (used in this iteration only)
             if all(f in files for f in DICT_FILES):
                 info.dictionaries.append(_dictionary_entry(here, rel_dir.as_posix()))
             if rel_dir.name == "dashboards":

@@ -14,9 +14,9 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from .analysis import Job, _check_tokens
+from .config import MAX_PROMPT_CHARS
 from .routes_runs import ctx
 from .runs import RunError
-from .config import MAX_PROMPT_CHARS
 from .schemas import ErrorBody, Strict
 
 router = APIRouter(prefix="/api", tags=["trace"],

@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,7 +71,7 @@ class ModelWorker:
     def loaded(self) -> bool:
         return self._model is not None
 
-    def _wrap(self, job: Callable[["ModelWorker"], T]) -> Callable[[], T]:
+    def _wrap(self, job: Callable[[ModelWorker], T]) -> Callable[[], T]:
         def run() -> T:
             self.busy_since = time.time()
             try:
@@ -83,7 +84,7 @@ class ModelWorker:
                 self._slots.release()
         return run
 
-    async def run(self, job: Callable[["ModelWorker"], T]) -> T:
+    async def run(self, job: Callable[[ModelWorker], T]) -> T:
         """Queue ``job`` and await its result without blocking the event loop."""
         if not self._slots.acquire(blocking=False):
             raise WorkerBusy("the model is busy with other requests; try again in a moment")

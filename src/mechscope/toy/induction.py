@@ -1,14 +1,16 @@
 """An attention-only transformer trained on a synthetic induction task: ground truth for circuit discovery.
 
 Each sequence is uniformly random tokens in which a segment of random length (6-12) at a random offset is repeated
-right after itself (``... A B C A B C ...``); the model is trained to predict the second copy. Two attention layers solve it with the textbook circuit: a *previous-token head* in
-layer 0 writes "the token before me was X" into each position, and an *induction head* in layer 1 matches the
-current token against that information (K-composition) and copies the attended token to the output.
+right after itself (``... A B C A B C ...``); the model is trained to predict the second copy. Two attention
+layers solve it with the textbook circuit: a *previous-token head* in layer 0 writes "the token before me was X"
+into each position, and an *induction head* in layer 1 matches the current token against that information
+(K-composition) and copies the attended token to the output.
 
 The model is a Hugging Face Llama (``LlamaForCausalLM``: rotary positions, so there is no absolute-position shortcut)
-whose MLPs are fixed at zero (every MLP weight zero and frozen), so it runs through :class:`~mechscope.models.hooked.HookedModel`, the hook points and ACDC
-unchanged. Training takes well under a minute on a CPU and is reproducible from the seed; the trained weights are
-cached (safetensors) under ``$MECHSCOPE_HOME/toy/induction-<key>`` (default ``~/.cache/mechscope``), not in git.
+whose MLPs are fixed at zero (every MLP weight zero and frozen), so it runs through
+:class:`~mechscope.models.hooked.HookedModel`, the hook points and ACDC unchanged. Training takes well under a
+minute on a CPU and is reproducible from the seed; the trained weights are cached (safetensors) under
+``$MECHSCOPE_HOME/toy/induction-<key>`` (default ``~/.cache/mechscope``), not in git.
 """
 
 from __future__ import annotations

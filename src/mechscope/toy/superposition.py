@@ -117,7 +117,7 @@ def hidden_activations(model: ToyModel, n: int, seed: int = 0) -> Float[Tensor, 
 
 @torch.no_grad()
 def recovery(decoder: Float[Tensor, "d_sae d_hidden"], true_dirs: Float[Tensor, "n_features d_hidden"]
-             ) -> Float[Tensor, "n_features"]:
+             ) -> Float[Tensor, " n_features"]:
     """For each true direction, the highest cosine similarity with any decoder row (mean it for one score)."""
     dec = decoder / decoder.norm(dim=1, keepdim=True).clamp_min(1e-8)
     return (true_dirs @ dec.T).max(dim=1).values  # (n,)

@@ -19,9 +19,9 @@ from .opt import OPT
 from .phi import PHI, PHI3
 from .stablelm import STABLELM
 
-ADAPTERS: tuple[Adapter, ...] = (LLAMA, QWEN3, SMOLLM3, GEMMA, GEMMA2, GEMMA3, GPT2, NEOX, OLMO, OLMO2, PHI, PHI3, STABLELM,
-                                 GPTJ, GPT_NEO, FALCON, GRANITE, COHERE, BLOOM, OPT, MIXTRAL, QWEN2_MOE, QWEN3_MOE,
-                                 OLMOE)
+ADAPTERS: tuple[Adapter, ...] = (LLAMA, QWEN3, SMOLLM3, GEMMA, GEMMA2, GEMMA3, GPT2, NEOX, OLMO, OLMO2, PHI, PHI3,
+                                 STABLELM, GPTJ, GPT_NEO, FALCON, GRANITE, COHERE, BLOOM, OPT, MIXTRAL, QWEN2_MOE,
+                                 QWEN3_MOE, OLMOE)
 
 
 class UnsupportedArchitectureError(ValueError):

@@ -12,15 +12,17 @@ model). The kinds of every block are therefore read from the model's own structu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Union
+from typing import Literal
 
 # How a module's tensor is viewed as the canonical tensor of a hook point (see ``models/layouts.py``):
 #   plain        the tensor itself
 #   heads        (batch, pos, heads*d_head) viewed as (batch, pos, heads, d_head)
 #   heads_bhtd   (batch, heads, pos, d_head) transposed to (batch, pos, heads, d_head)
 #   heads_bthd   (batch, pos, heads, d_head) already
-#   qkv_split    fused (batch, pos, (heads + 2*kv_heads)*d_head) projection: [q | k | v] blocks (GPT-2, Phi-3, Falcon MQA)
+#   qkv_split    fused (batch, pos, (heads + 2*kv_heads)*d_head) projection: [q | k | v] blocks
+#                (GPT-2, Phi-3, Falcon MQA)
 #   qkv_neox     fused (batch, pos, heads*3*d_head) projection, per head [q | k | v] (GPT-NeoX, Bloom)
 #   qkv_grouped  fused projection, per KV group [q ... q | k | v] (Falcon's new decoder architecture)
 #   flat         (batch*pos, ...) viewed as (batch, pos, ...) (OPT's MLP, MoE routers)
@@ -50,7 +52,7 @@ class Site:
     see a copy, and the model continues from that copy (same values)."""
 
 
-SiteSpec = Union[Site, tuple[Site, ...]]
+SiteSpec = Site | tuple[Site, ...]
 
 
 def _always_false(config: object) -> bool:
