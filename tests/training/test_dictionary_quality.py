@@ -124,3 +124,39 @@ def test_skip_transcoder_starts_at_the_least_squares_map():
                               TrainConfig(loop=LoopConfig(init_skip_lstsq=False)), DistInfo())
     plain.initialise({"in": x, "out": y})
     assert float(plain.dictionary.W_skip.abs().max()) == 0.0
+
+
+def test_capped_row_weights_count_massive_rows_like_rows_at_the_cap():
+    from mechscope.training.trainer import capped_row_weights
+
+    y = torch.ones(10, 4)  # norm 2 each: median 2
+    assert capped_row_weights(y, 8.0) is None  # nothing above the cap: plain mean, bit for bit
+    y[3] *= 32.0  # norm 64 = 32 x median; cap 8 -> limit 16: weight (16 / 64)^2
+    w = capped_row_weights(y, 8.0)
+    assert w is not None
+    torch.testing.assert_close(w, torch.tensor([1, 1, 1, 1 / 16, 1, 1, 1, 1, 1, 1.0]))
+    assert capped_row_weights(y, None) is None
+
+
+def _outlier_run(cap: float | None) -> float:
+    """A TopK SAE on sparse data where 1 row in 200 is massive (400x, around one direction with large spread, like
+    the rows an MLP writes at attention-sink positions); returns the FVU on the ordinary rows."""
+    x = sparse_data(16384, 64, 16).clone()
+    g = torch.Generator().manual_seed(11)
+    sink = torch.randn(16, generator=g)
+    massive = torch.arange(len(x)) % 200 == 0
+    x[massive] = 400.0 * (sink + torch.randn(int(massive.sum()), 16, generator=g))
+    store = ActivationStore.from_tensors({"toy": x}, StoreConfig(batch_size=512, buffer_rows=4096))
+    cfg = TrainConfig(optim=OptimConfig(lr=3e-3, warmup_steps=10), loop=LoopConfig(steps=300, row_norm_cap=cap))
+    d = train(store, DictionarySpec("topk", hook="toy", d_sae=64, k=4, name="t"), cfg).dictionaries["t"]
+    ordinary = x[~massive]
+    with torch.no_grad():
+        err = (d(ordinary).reconstruction - ordinary).pow(2).sum()
+    return float(err / (ordinary - ordinary.mean(0)).pow(2).sum())
+
+
+def test_row_norm_cap_keeps_massive_rows_from_swamping_the_rest():
+    """Uncapped, the 0.5% massive rows are most of every batch's squared error and the ordinary rows are fit
+    poorly; capped at 8x the median norm they weigh like ordinary-but-large rows and the rest is learned."""
+    fvu_uncapped, fvu_capped = _outlier_run(None), _outlier_run(8.0)
+    assert fvu_capped < 0.75 * fvu_uncapped, (fvu_capped, fvu_uncapped)  # measured 0.25 vs 0.41

@@ -15,7 +15,8 @@ def _grads(d, loss):
 
 @pytest.mark.parametrize("transcoder", [False, True, "skip"])
 @pytest.mark.parametrize("with_dead", [False, True])
-def test_matches_generic_autograd(transcoder, with_dead: bool) -> None:
+@pytest.mark.parametrize("weighted", [False, True])
+def test_matches_generic_autograd(transcoder, with_dead: bool, weighted: bool) -> None:
     torch.manual_seed(0)
     kw = dict(transcoder=True, apply_b_dec_to_input=False, d_out=12) if transcoder else {}
     if transcoder == "skip":
@@ -30,11 +31,12 @@ def test_matches_generic_autograd(transcoder, with_dead: bool) -> None:
     x = torch.randn(64, 16)
     target = torch.randn(64, 12) if transcoder else x
     dead = (torch.arange(96) % 3 == 0) if with_dead else None
+    w = torch.rand(64) if weighted else None  # per-row loss weights (LoopConfig.row_norm_cap)
     assert supports(d)
 
-    generic = d.loss_terms(x, target=target if transcoder else None, dead_mask=dead)
+    generic = d.loss_terms(x, target=target if transcoder else None, dead_mask=dead, row_weight=w)
     g_ref = _grads(d, generic["mse"] + 0.5 * generic["auxk"])
-    fast, fired = topk_loss_terms(d, x, target, dead)
+    fast, fired = topk_loss_terms(d, x, target, dead, w)
     g_fast = _grads(d, fast["mse"] + 0.5 * fast["auxk"])
     for key in ("mse", "fvu", "l0", "auxk"):
         assert torch.allclose(fast[key], generic[key], rtol=1e-5, atol=1e-6), key

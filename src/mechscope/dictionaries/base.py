@@ -303,13 +303,14 @@ class Dictionary(ScaleMixin, nn.Module):
 
     # ------------------------------------------------------------------ losses (used by a trainer)
     def loss_terms(self, x: Tensor, out: DictionaryOutput | None = None, *, target: Tensor | None = None,
-                   dead_mask: Tensor | None = None) -> dict[str, Tensor]:
+                   dead_mask: Tensor | None = None, row_weight: Tensor | None = None) -> dict[str, Tensor]:
         """Named scalar loss terms for one batch; a trainer weights and sums the ones it uses.
 
         Always: ``mse`` (squared error summed over features, mean over rows), ``fvu`` (fraction of variance
         unexplained) and ``l0`` (mean active latents, detached). Architectures add their sparsity terms (``l1``,
         ``l0_ste``, ``auxk``, ``aux_recon`` ...). ``target`` is required for transcoders; ``dead_mask`` (bool,
-        ``(d_sae,)``) enables dead-latent auxiliary losses.
+        ``(d_sae,)``) enables dead-latent auxiliary losses. ``row_weight`` (``(N,)``) weights each row's squared
+        error in ``mse`` and in auxiliary reconstruction terms (``fvu`` stays unweighted, for monitoring).
         """
         out = self(x) if out is None else out
         if target is None:
@@ -319,18 +320,22 @@ class Dictionary(ScaleMixin, nn.Module):
         nd = len(self.output_shape())
         target = target.to(out.reconstruction.dtype)
         dims = tuple(range(-nd, 0))
-        mse = (out.reconstruction - target).pow(2).sum(dims).mean()
+        row_err = (out.reconstruction - target).pow(2).sum(dims)  # (N,)
+        mse = row_err.mean()
         rows = target.reshape(-1, *self.output_shape())  # (N, *out)
         variance = (rows - rows.mean(0)).pow(2).sum(dims).mean()
         nl = len(self.latent_shape())
         l0 = (out.feature_acts != 0).sum(tuple(range(-nl, 0))).float().mean().detach()
-        terms = {"mse": mse, "fvu": mse / variance.clamp_min(1e-12), "l0": l0}
-        terms.update(self.sparsity_terms(x, out, target=target, dead_mask=dead_mask))
+        terms = {"mse": mse if row_weight is None else (row_weight * row_err).mean(),
+                 "fvu": mse / variance.clamp_min(1e-12), "l0": l0}
+        terms.update(self.sparsity_terms(x, out, target=target, dead_mask=dead_mask, row_weight=row_weight))
         return terms
 
     def sparsity_terms(self, x: Tensor, out: DictionaryOutput, *, target: Tensor,
-                       dead_mask: Tensor | None) -> dict[str, Tensor]:
-        """Architecture-specific loss terms (none in the base class)."""
+                       dead_mask: Tensor | None, row_weight: Tensor | None = None) -> dict[str, Tensor]:
+        """Architecture-specific loss terms (none in the base class). ``row_weight`` (``(N,)``, see
+        :meth:`loss_terms`) weights auxiliary *reconstruction* terms (AuxK, the gated aux_recon); sparsity penalties
+        are left unweighted."""
         return {}
 
     # ------------------------------------------------------------------ decoder norms

@@ -62,9 +62,10 @@ class CrossLayerTranscoder(ThresholdMixin, Dictionary):
     architecture = "clt"
     sae_lens_name = "clt"
     Options = CLTOptions
+    options: CLTOptions
     config_defaults = {"transcoder": True, "apply_b_dec_to_input": False}
 
-    def __init__(self, cfg, options=None):  # type: ignore[no-untyped-def]
+    def __init__(self, cfg, options=None):
         super().__init__(cfg, options)
         n = self.options.n_layers
         self.register_buffer("causal_mask", torch.ones(n, n).triu().to(cfg.torch_dtype), persistent=False)
@@ -192,7 +193,7 @@ class CrossLayerTranscoder(ThresholdMixin, Dictionary):
         raise NotImplementedError("CLTs weight their penalty by decoder norms; no unit-norm projection")
 
     def sparsity_terms(self, x: Tensor, out: DictionaryOutput, *, target: Tensor,
-                       dead_mask: Tensor | None) -> dict[str, Tensor]:
+                       dead_mask: Tensor | None, row_weight: Tensor | None = None) -> dict[str, Tensor]:
         if self.options.activation == "jumprelu":
             count = step(out.pre_acts, self._threshold(), self.options.bandwidth)
             return {"l0_ste": count.sum((-2, -1)).mean()}

@@ -56,6 +56,7 @@ class Crosscoder(Dictionary):
     architecture = "crosscoder"
     sae_lens_name = "crosscoder"  # not a SAELens architecture; the layout follows the same conventions
     Options = CrosscoderOptions
+    options: CrosscoderOptions
     config_defaults = {"apply_b_dec_to_input": False}
 
     def check_config(self) -> None:
@@ -104,7 +105,7 @@ class Crosscoder(Dictionary):
         return self.source_norms().sum(-1)
 
     def sparsity_terms(self, x: Tensor, out: DictionaryOutput, *, target: Tensor,
-                       dead_mask: Tensor | None) -> dict[str, Tensor]:
+                       dead_mask: Tensor | None, row_weight: Tensor | None = None) -> dict[str, Tensor]:
         return {"l1": (out.feature_acts * self.decoder_norms()).sum(-1).mean()}
 
     def check_compatible(self, d_model_or_shape: int | tuple[int, ...] | torch.Size,

@@ -36,6 +36,7 @@ class GatedDictionary(Dictionary):
     architecture = "gated"
     sae_lens_name = "gated"
     Options = GatedOptions
+    options: GatedOptions
 
     def check_config(self) -> None:
         if self.cfg.transcoder:
@@ -65,11 +66,12 @@ class GatedDictionary(Dictionary):
         return (gate > 0).to(mag.dtype) * mag.relu(), mag
 
     def sparsity_terms(self, x: Tensor, out: DictionaryOutput, *, target: Tensor,
-                       dead_mask: Tensor | None) -> dict[str, Tensor]:
+                       dead_mask: Tensor | None, row_weight: Tensor | None = None) -> dict[str, Tensor]:
         gate_act = self._paths(x)[0].relu()  # (..., S)
         norms = self.decoder_norms() if self.options.l1_weighting == "decoder_norm" else None
         via_gate = gate_act @ self.W_dec.detach() + self.b_dec.detach()
         if self.norm_scale_out is not None:
             via_gate = via_gate / self.norm_scale_out
-        aux = (via_gate - target).pow(2).sum(-1).mean()
+        row_err = (via_gate - target).pow(2).sum(-1)  # (N,)
+        aux = (row_err if row_weight is None else row_weight * row_err).mean()
         return {"l1": l1_penalty(gate_act, norms, nonnegative=True), "aux_recon": aux}

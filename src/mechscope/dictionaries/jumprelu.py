@@ -45,7 +45,7 @@ class JumpReLUFunction(torch.autograd.Function):
         return pre * (pre > threshold)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
         pre, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
         grad_pre = (pre > threshold) * grad
@@ -63,7 +63,7 @@ class StepFunction(torch.autograd.Function):
         return (pre > threshold).to(pre.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
         pre, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
         grad_thr = -(1.0 / eps) * rectangle((pre - threshold) / eps) * grad
@@ -72,12 +72,12 @@ class StepFunction(torch.autograd.Function):
 
 def jumprelu(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
     """JumpReLU with the straight-through estimator."""
-    return JumpReLUFunction.apply(pre, threshold, bandwidth)  # type: ignore[no-any-return]
+    return JumpReLUFunction.apply(pre, threshold, bandwidth)
 
 
 def step(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
     """Heaviside step with the straight-through estimator (the differentiable L0 count)."""
-    return StepFunction.apply(pre, threshold, bandwidth)  # type: ignore[no-any-return]
+    return StepFunction.apply(pre, threshold, bandwidth)
 
 
 @torch.no_grad()
@@ -143,6 +143,7 @@ class JumpReLUDictionary(ThresholdMixin, Dictionary):
     architecture = "jumprelu"
     sae_lens_name = "jumprelu"
     Options = JumpReLUOptions
+    options: JumpReLUOptions
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {**super().param_shapes(), "log_threshold": self.latent_shape()}
@@ -161,6 +162,6 @@ class JumpReLUDictionary(ThresholdMixin, Dictionary):
         return jumprelu(pre, self.threshold, self.options.bandwidth)
 
     def sparsity_terms(self, x: Tensor, out: DictionaryOutput, *, target: Tensor,
-                       dead_mask: Tensor | None) -> dict[str, Tensor]:
+                       dead_mask: Tensor | None, row_weight: Tensor | None = None) -> dict[str, Tensor]:
         count = step(out.pre_acts, self.threshold, self.options.bandwidth)
         return {"l0_ste": count.sum(tuple(range(-len(self.latent_shape()), 0))).mean()}

@@ -53,11 +53,12 @@ class ReLUDictionary(Dictionary):
     architecture = "relu"
     sae_lens_name = "standard"
     Options = ReLUOptions
+    options: ReLUOptions
 
     def activate(self, pre: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_sae"]:
         return torch.relu(pre)
 
     def sparsity_terms(self, x: Tensor, out: DictionaryOutput, *, target: Tensor,
-                       dead_mask: Tensor | None) -> dict[str, Tensor]:
+                       dead_mask: Tensor | None, row_weight: Tensor | None = None) -> dict[str, Tensor]:
         norms = self.decoder_norms() if self.options.l1_weighting == "decoder_norm" else None
         return {"l1": l1_penalty(out.feature_acts, norms, nonnegative=True)}  # relu outputs

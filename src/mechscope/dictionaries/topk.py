@@ -54,6 +54,7 @@ class TopKDictionary(Dictionary):
     architecture = "topk"
     sae_lens_name = "topk"
     Options = TopKOptions
+    options: TopKOptions
 
     def check_config(self) -> None:
         if self.options.k > self.cfg.d_sae:
@@ -88,17 +89,19 @@ class TopKDictionary(Dictionary):
         return DictionaryOutput(self.decode_sparse(values, indices, x), _scatter(values, indices, pre), pre)
 
     def sparsity_terms(self, x: Tensor, out: DictionaryOutput, *, target: Tensor,
-                       dead_mask: Tensor | None) -> dict[str, Tensor]:
-        return {"auxk": auxk_loss(self, out, target, dead_mask)}
+                       dead_mask: Tensor | None, row_weight: Tensor | None = None) -> dict[str, Tensor]:
+        return {"auxk": auxk_loss(self, out, target, dead_mask, row_weight)}
 
 
-def auxk_loss(d: Dictionary, out: DictionaryOutput, target: Tensor, dead_mask: Tensor | None) -> Tensor:
+def auxk_loss(d: Dictionary, out: DictionaryOutput, target: Tensor, dead_mask: Tensor | None,
+              row_weight: Tensor | None = None) -> Tensor:
     """AuxK (Gao et al. 2024): the top ``d_out // 2`` dead latents reconstruct the residual error.
 
     In the units of the ``mse`` term (squared error summed over features, mean over rows), as Gao et al. define it:
     ``loss = mse + auxk_coefficient * auxk`` then gives dead latents a gradient of the size the paper intends
     (dividing by the error's variance instead shrank it by the mse's magnitude, hundreds of times, and left dead
     latents dead). Scaled by ``min(n_dead / k_aux, 1)``; zero when ``dead_mask`` is None or selects nothing.
+    ``row_weight`` (``(N,)``) weights each row's squared error, as in the ``mse`` term.
     """
     zero = out.reconstruction.new_zeros(())
     if dead_mask is None or not bool(dead_mask.any()):
@@ -108,7 +111,8 @@ def auxk_loss(d: Dictionary, out: DictionaryOutput, target: Tensor, dead_mask: T
     pre = out.pre_acts.masked_fill(~dead_mask.to(torch.bool), float("-inf"))
     values, indices = pre.topk(k_aux, dim=-1, sorted=False)
     e_hat = sparse_decode(values.relu(), indices, d.W_dec)
-    return scale * (e_hat - err).pow(2).sum(-1).mean()
+    row_err = (e_hat - err).pow(2).sum(-1)  # (N,)
+    return scale * (row_err if row_weight is None else row_weight * row_err).mean()
 
 
 def auxk_size(d_out: int, n_dead: int) -> tuple[int, float]:
@@ -138,8 +142,9 @@ class BatchTopKDictionary(Dictionary):
     architecture = "batchtopk"
     sae_lens_name = "jumprelu"  # SAELens saves BatchTopK for inference as a JumpReLU
     Options = BatchTopKOptions
+    options: BatchTopKOptions
 
-    def __init__(self, cfg, options=None):  # type: ignore[no-untyped-def]
+    def __init__(self, cfg, options=None):
         super().__init__(cfg, options)
         self.register_buffer("threshold", torch.zeros((), dtype=cfg.torch_dtype))
 

@@ -194,10 +194,20 @@ class LoopConfig:
     when saved). An autoencoder centres its input with b_dec; a transcoder's b_dec is an output bias, so without
     this the input's large mean (a normalised MLP input sits far from the origin) shifts every pre-activation by a
     fixed amount and latents that start on the wrong side of it never fire."""
+    row_norm_cap: float | None = 8.0
+    """Cap on a row's weight in the reconstruction loss: a target row whose norm exceeds this multiple of the batch's
+    median row norm counts like a row of that norm with the same relative error (``trainer.capped_row_weights``).
+    Some MLPs write massive activations (norms 30-100x the median) on a few tokens; uncapped, those rows make up
+    most of each batch's summed squared error and the dictionary learns little else (at layer 11 of smollm2-135m
+    uncapped: CE loss recovered 0.44 with 48% dead latents; capped at 8: 0.79 with 1%). Rows within the cap keep
+    weight 1, so on ordinary data this changes nothing. ``None``: the plain mean over rows."""
 
     def __post_init__(self) -> None:
         check_finite_fields(self)
         _positive(self, "steps", "log_every", "keep_checkpoints")
+        if self.row_norm_cap is not None and not self.row_norm_cap >= 1:
+            raise ValueError(f"LoopConfig.row_norm_cap must be >= 1 (a multiple of the median row norm) or None, "
+                             f"got {self.row_norm_cap}")
         _positive(self, "checkpoint_every", allow_zero=True)
 
 

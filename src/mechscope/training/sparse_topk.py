@@ -97,12 +97,13 @@ def supports(d: Any) -> bool:
             and d.norm_scale_out is None and d.feature_scale is None)
 
 
-def topk_loss_terms(d: TopKDictionary, x: Tensor, target: Tensor, dead_mask: Tensor | None
-                    ) -> tuple[dict[str, Tensor], Tensor]:
+def topk_loss_terms(d: TopKDictionary, x: Tensor, target: Tensor, dead_mask: Tensor | None,
+                    row_weight: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
     """``(terms, fired)``: the TopK training terms of ``d`` on ``x`` computed with sparse gradients.
 
     ``terms`` has ``mse`` (squared error summed over features, mean over rows), ``fvu``, ``l0`` and ``auxk``
     (as in :func:`mechscope.dictionaries.topk.auxk_loss`); ``fired`` marks latents active on some row.
+    ``row_weight`` (``(N,)``) weights each row's squared error in ``mse`` and ``auxk`` (``fvu`` stays unweighted).
     """
     x = x.to(d.dtype)
     center = d.cfg.apply_b_dec_to_input
@@ -116,18 +117,19 @@ def topk_loss_terms(d: TopKDictionary, x: Tensor, target: Tensor, dead_mask: Ten
     if d.cfg.skip_connection:
         recon = recon + x @ d.W_skip.T  # the skip transcoder's linear path: small and dense, plain autograd
     target = target.to(recon.dtype)
-    mse = (recon - target).pow(2).sum(-1).mean()
+    row_err = (recon - target).pow(2).sum(-1)  # (N,)
     variance = (target - target.mean(0)).pow(2).sum(-1).mean()
     active = acts.detach() > 0
-    terms = {"mse": mse, "fvu": mse / variance.clamp_min(1e-12), "l0": active.sum(-1).float().mean()}
-    terms["auxk"] = _auxk(d, xc, pre, recon, target, dead_mask, center)
+    terms = {"mse": row_err.mean() if row_weight is None else (row_weight * row_err).mean(),
+             "fvu": row_err.mean() / variance.clamp_min(1e-12), "l0": active.sum(-1).float().mean()}
+    terms["auxk"] = _auxk(d, xc, pre, recon, target, dead_mask, center, row_weight)
     fired = torch.zeros(d.cfg.d_sae, dtype=torch.bool, device=x.device)
     fired[idx[active]] = True
     return terms, fired
 
 
 def _auxk(d: TopKDictionary, xc: Tensor, pre: Tensor, recon: Tensor, target: Tensor, dead: Tensor | None,
-          center: bool) -> Tensor:
+          center: bool, row_weight: Tensor | None = None) -> Tensor:
     if dead is None or not bool(dead.any()):
         return recon.new_zeros(())
     k_aux, scale = auxk_size(d.d_out, int(dead.sum()))
@@ -137,4 +139,7 @@ def _auxk(d: TopKDictionary, xc: Tensor, pre: Tensor, recon: Tensor, target: Ten
         pattern = Pattern(idx, d.cfg.d_sae)
     vals = SelectedPre.apply(xc, d.W_enc, d.b_enc, d.b_dec, pre, idx, pattern, center).relu()
     e_hat = SparseDecode.apply(vals, idx, d.W_dec, pattern)  # (N, D)
-    return scale * (e_hat - err).pow(2).sum(-1).mean()  # the units of mse (see topk.auxk_loss)
+    row_err = (e_hat - err).pow(2).sum(-1)  # (N,)
+    if row_weight is not None:
+        row_err = row_weight * row_err
+    return scale * row_err.mean()  # the units of mse (see topk.auxk_loss)

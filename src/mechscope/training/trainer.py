@@ -72,6 +72,24 @@ def fold_input_shift_(d: Dictionary, shift: Tensor) -> None:
 
 
 @torch.no_grad()
+def capped_row_weights(target: Tensor, cap: float | None) -> Tensor | None:
+    """Per-row loss weights ``min(1, (cap * median_norm / norm)^2)`` over ``target`` rows ``(N, [L,] D)``.
+
+    A row whose norm exceeds ``cap`` times the batch's median row norm then weighs in the loss like a row of exactly
+    that norm with the same relative error, so a few massive-activation rows (norms 30-100x the median in some
+    MLPs) cannot dominate every batch's summed squared error. ``None`` when nothing is capped.
+    """
+    if cap is None:
+        return None
+    with torch.no_grad():
+        norms = target.float().flatten(1).norm(dim=-1)  # (N,)
+        limit = cap * norms.median()
+        if not bool((norms > limit).any()):
+            return None
+        return (limit / norms.clamp_min(1e-12)).clamp(max=1.0).pow(2).to(target.dtype)
+
+
+@torch.no_grad()
 def lstsq_map(x: Tensor, y: Tensor, ridge: float = 1e-3) -> Tensor:
     """``W [d_out, d_in]`` minimising ``|x @ W.T - y|^2 + ridge * n * |W|^2`` (float64 normal equations)."""
     x64, y64 = x.double(), y.double()  # (N, D_in), (N, D_out)
@@ -89,15 +107,16 @@ class Objective(nn.Module):
         self.fast = fast
         """Use the sparse-gradient TopK step (:mod:`.sparse_topk`) where it applies."""
 
-    def forward(self, x: Tensor, target: Tensor, dead_mask: Tensor | None, weights: dict[str, float]
-                ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    def forward(self, x: Tensor, target: Tensor, dead_mask: Tensor | None, weights: dict[str, float],
+                row_weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """``(loss, terms, fired)``: ``fired`` marks latents active on at least one row (detached)."""
         d = self.dictionary
         if self.fast and sparse_topk.supports(d):
-            terms, fired = sparse_topk.topk_loss_terms(d, x, target, dead_mask)
+            terms, fired = sparse_topk.topk_loss_terms(d, x, target, dead_mask, row_weight)
             return self._total(terms, weights), terms, fired
         out = d(x)
-        terms = d.loss_terms(x, out, target=target if d.cfg.transcoder else None, dead_mask=dead_mask)
+        terms = d.loss_terms(x, out, target=target if d.cfg.transcoder else None, dead_mask=dead_mask,
+                             row_weight=row_weight)
         loss = self._total(terms, weights)
         with torch.no_grad():
             acts = out.feature_acts.detach()  # (B, [L,] S)
@@ -180,7 +199,9 @@ class DictionaryTrainer:
         if loop.init_b_dec and self.dictionary.b_dec.shape == target.shape[1:]:
             self.dictionary.b_dec.copy_(geometric_median_per_source(target))
         if loop.init_skip_lstsq and x.dim() == 2 and getattr(self.dictionary, "W_skip", None) is not None:
-            self.dictionary.W_skip.copy_(lstsq_map(x, target - self.dictionary.b_dec))
+            keep = capped_row_weights(target, loop.row_norm_cap)
+            keep = slice(None) if keep is None else keep == 1  # the least-squares start ignores capped rows too
+            self.dictionary.W_skip.copy_(lstsq_map(x[keep], (target - self.dictionary.b_dec)[keep]))
         if self.cfg.dead.dead_after_tokens is None:
             self.tracker.dead_after = auto_dead_after(loop.steps * x.shape[0])
         self.initialised = True
@@ -207,7 +228,8 @@ class DictionaryTrainer:
         d = self.dictionary
         dead = self.tracker.dead_mask() if self.spec.family == "topk" else None
         weights = self.weights(step)
-        loss, terms, fired = self.objective(x, target, dead, weights)
+        row_weight = capped_row_weights(target, self.cfg.loop.row_norm_cap)
+        loss, terms, fired = self.objective(x, target, dead, weights, row_weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.update(step)
