@@ -28,8 +28,12 @@ def imported_packages(package: str) -> dict[str, set[str]]:
     return out
 
 
+# Leaf modules that import nothing from mechscope: every package may use them.
+LEAVES = {"files"}
+
+
 def test_display_imports_no_other_mechscope_package():
-    bad = {f: pkgs for f, pkgs in imported_packages("display").items() if pkgs}
+    bad = {f: pkgs - LEAVES for f, pkgs in imported_packages("display").items() if pkgs - LEAVES}
     assert not bad, f"display must sit below every package: {bad}"
 
 

@@ -16,7 +16,6 @@ on a corrupt or missing file.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -30,6 +29,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
+
+from ..files import atomic_write, atomic_write_text, sha256_file  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -103,26 +104,16 @@ class Manifest:
         return cls(**raw)
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_shard(folder: Path, index: int, tensors: dict[str, Tensor], contexts: int) -> ShardInfo:
     name = f"shard_{index:05d}.safetensors"
-    tmp = folder / f".{name}.tmp-{os.getpid()}"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    digest = sha256_file(tmp)
-    os.replace(tmp, folder / name)
+    digest = ""
+
+    def write(tmp: Path) -> None:
+        nonlocal digest
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        digest = sha256_file(tmp)
+
+    atomic_write(folder / name, write)
     rows = next(iter(tensors.values())).shape[0]
     return ShardInfo(file=name, contexts=contexts, tokens=int(rows), sha256=digest)
 

@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +73,7 @@ from jaxtyping import Bool, Float, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from ..files import atomic_write, atomic_write_text
 from .scores import GraphScores, graph_scores, influence, normalize_rows
 
 
@@ -280,10 +280,7 @@ class AttributionGraph:
         tensors = {k: getattr(self, k).contiguous() for k in
                    ("prompt_tokens", "features", "activations", "pre_activations", "logit_tokens", "logit_probs",
                     "logit_values", "adjacency")}
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        os.close(fd)
-        save_file(tensors, tmp)
-        os.replace(tmp, folder / "graph.safetensors")
+        atomic_write(folder / "graph.safetensors", lambda tmp: save_file(tensors, str(tmp)))
         meta = {"token_strs": self.token_strs, "logit_token_strs": self.logit_token_strs, "n_layers": self.n_layers,
                 "model_name": self.model_name, "replacement_score": _finite(self.replacement_score),
                 "completeness_score": _finite(self.completeness_score)}
@@ -311,14 +308,7 @@ def _finite(x: float | None) -> float | None:
 
 
 def _atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text, fsync=True)
 
 
 # ---------------------------------------------------------------------------------------------------- supernodes

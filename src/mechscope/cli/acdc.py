@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..files import atomic_write_json
 from .options import add_dataclass_options, dataclass_from_args
 
 
@@ -76,9 +76,7 @@ def run(args: argparse.Namespace) -> int:
         result = acdc(model, clean, corrupt, acfg, positions=positions, answers=answers, wrong=wrong)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "edges.json.tmp"
-    tmp.write_text(json.dumps(result.to_json(), indent=1))
-    tmp.replace(out / "edges.json")
+    atomic_write_json(out / "edges.json", result.to_json(), indent=1)
     draw(result, str(out / "circuit.png"), model.cfg.n_layers, model.cfg.n_heads)
     print(f"{len(result.edges)}/{len(result.all_edges)} edges kept, circuit recovers {result.recovered:.1%} "
           f"of the metric; {(out / 'edges.json').resolve()}")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write
 from .options import add_dataclass_options, dataclass_from_args
 
 
@@ -56,10 +55,7 @@ def run(args: argparse.Namespace) -> int:
     tensors["input_ids"] = cache.tokens.input_ids
     tensors["attention_mask"] = (cache.tokens.attention_mask if cache.tokens.attention_mask is not None
                                  else torch.ones_like(cache.tokens.input_ids))
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".safetensors")
-    os.close(fd)
-    save_file(tensors, tmp)
-    os.replace(tmp, out / "activations.safetensors")
+    atomic_write(out / "activations.safetensors", lambda tmp: save_file(tensors, str(tmp)))
     manifest = {"model": config.model, "prompts": config.prompts,
                 "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in tensors.items()}}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_folder, atomic_write_text, sha256_file
 from ..models.builtin import cache_root
 from .rest import rest_sections, section_labels
 from .sources import DataSourceError
@@ -62,12 +63,7 @@ def prose_dir() -> Path:
     return corpora_root() / "prose"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 def normalise(text: str) -> str:
@@ -149,10 +145,7 @@ def build_documents(raw: Path, substitutions: dict[str, str] | None = None) -> t
     return unique, len(records) - len(unique)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+_write_atomic = atomic_write_text
 
 
 def _write_documents(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -180,22 +173,13 @@ def build_prose(extract_root: str | os.PathLike[str], out: str | os.PathLike[str
     """Build the prose corpus from an extracted package tree (``usr/share/...``) into ``out`` (default
     :func:`prose_dir`), replacing what was there; ``packages`` (name, version, sha256) go into the manifest."""
     out = Path(out) if out is not None else prose_dir()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_folder(out) as staging:
         _collect_raw(Path(extract_root), staging / "raw")
         raw_files = {p.relative_to(staging / "raw").as_posix(): _sha256(p)
                      for p in sorted((staging / "raw").rglob("*")) if p.is_file()}
         _write_documents(staging, {"corpus": "prose", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                    "packages": packages or [], "raw_files": raw_files,
                                    "raw_file_count": len(raw_files)})
-        old = out.with_name(f".{out.name}-old-{os.getpid()}")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

@@ -28,11 +28,6 @@ import copy
 import json
 import logging
 import os
-import shutil
-import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -43,6 +38,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from .. import files
+from ..files import atomic_folder
 from .base import EXTRAS, Dictionary, DictionaryConfig, dtype_name
 from .errors import DictionaryConfigError, DictionaryFormatError, DictionaryNotFoundError, UnknownArchitectureError
 from .hooknames import to_canonical, to_transformer_lens
@@ -107,40 +104,6 @@ def config_dict(d: Dictionary) -> dict[str, Any]:
     }
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_folder(folder: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success fsync its files and rename it to ``folder``.
-
-    An existing ``folder`` is moved aside first and deleted afterwards. On error the temporary folder is removed
-    and ``folder`` is left as it was.
-    """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
-        yield tmp
-        for file in tmp.iterdir():
-            _fsync(file)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
-        _fsync(folder.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def save(d: Dictionary, folder: str | os.PathLike[str], *, fold: bool = False) -> Path:
     """Write ``d`` to ``folder`` atomically; an existing dictionary folder there is replaced.
 
@@ -174,12 +137,7 @@ def save(d: Dictionary, folder: str | os.PathLike[str], *, fold: bool = False) -
 # ---------------------------------------------------------------------------------------------------- loading
 def read_json(path: Path) -> dict[str, Any]:
     """Parse a JSON object file; :class:`DictionaryFormatError` for invalid JSON."""
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DictionaryFormatError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise DictionaryFormatError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    data: dict[str, Any] = files.read_json(path, expect=dict, error=DictionaryFormatError)
     return data
 
 
@@ -188,7 +146,7 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise DictionaryNotFoundError(f"missing weights file {path}")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:  # type: ignore[no-untyped-call]
+        with safe_open(str(path), framework="pt", device="cpu") as f:
             return {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError depending on the damage
         raise DictionaryFormatError(f"{path} is truncated or corrupt: {e}") from e

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_text
 from . import assets
 
 MAX_CELLS = 250_000
@@ -134,12 +135,7 @@ class View:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`page` to ``path`` (a standalone file that opens offline)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(self.page(), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, self.page())
 
 
 def _check_size(values: Any, what: str) -> None:

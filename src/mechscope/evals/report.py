@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dictionaries import Dictionary
+from ..files import atomic_write_json
 from .downstream import Downstream
 from .metrics import Reconstruction
 
@@ -110,11 +111,7 @@ class EvalReport:
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write ``eval.json`` atomically."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_json(path, self.to_json(), indent=1)
 
 
 def read_eval(path: str | os.PathLike[str]) -> dict[str, Any]:

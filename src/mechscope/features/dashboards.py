@@ -11,10 +11,10 @@ from __future__ import annotations
 import html
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..files import atomic_write_text
 from .db import FeatureCard, FeatureDB
 from .logits import TokenScore
 from .stats import Example
@@ -128,16 +128,7 @@ def feature_html(card: FeatureCard, meta: dict | None = None) -> str:
     return _page(f"Feature {card.feature}", "".join(parts))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+_write_atomic = atomic_write_text
 
 
 def write_dashboards(db: FeatureDB | str | os.PathLike[str], out_dir: str | os.PathLike[str],

@@ -58,6 +58,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_bytes, atomic_write_json
 from .db import FeatureCard, FeatureDB
 from .source import FeatureError
 from .stats import Example
@@ -122,11 +123,8 @@ def _floats(xs: Iterable[Any]) -> list[float]:
 
 
 def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]], gz: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(gzip.compress(data, compresslevel=5) if gz else data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, gzip.compress(data, compresslevel=5) if gz else data)
 
 
 def _hist(card: FeatureCard) -> tuple[list[float], list[float]]:
@@ -332,12 +330,7 @@ def feature_details(card: FeatureCard, index: int | None = None) -> dict[str, An
 def write_graph(graph: dict[str, Any], out: str | os.PathLike[str], **kwargs: Any) -> Path:
     """:func:`neuronpedia_graph` written to ``out`` (the file to upload on Neuronpedia's graph page)."""
     data = neuronpedia_graph(graph, **kwargs)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, allow_nan=False))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(out, data, allow_nan=False)
 
 
 __all__ = ["NeuronpediaSource", "activation_row", "explanation_row", "export_features", "feature_details",

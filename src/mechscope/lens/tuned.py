@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..files import atomic_write
 from ..models.hooked import HookedModel
 from ..models.tokens import Inputs
 from ..validation import check_finite_fields
@@ -83,7 +83,7 @@ class TunedLens(nn.Module):
         return h + torch.einsum("lbtd,lde->lbte", h, self.weight) + self.bias[:, None, None]
 
     @torch.no_grad()
-    def __call__(self, model: HookedModel, inputs: Inputs) -> LensResult:  # type: ignore[override]
+    def __call__(self, model: HookedModel, inputs: Inputs) -> LensResult:
         """Tuned-lens logits for every layer of ``inputs`` (last row: the model's own logits)."""
         self._check(model)
         stack, tokens = residuals(model, inputs)  # (L+1, B, T, D)
@@ -145,10 +145,7 @@ def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 
 def _atomic_save(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def pack_corpus(model: HookedModel, texts: Iterable[str] | Tensor, seq_len: int) -> Tensor:

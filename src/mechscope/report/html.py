@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..files import atomic_write_text
 
 if TYPE_CHECKING:
     from ..display import View
@@ -98,11 +98,4 @@ class Report:
 
     def write(self, path: str | Path) -> Path:
         """Write atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report-", suffix=".html")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(self.render())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, self.render())

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import files
 from .html import Section, esc
 
 MAX_PNG_BYTES = 8 * 2**20
@@ -20,9 +21,7 @@ MAX_JSON_BYTES = 64 * 2**20
 
 
 def read_json(path: Path) -> Any:
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise ValueError(f"{path.name} is larger than {MAX_JSON_BYTES >> 20} MiB")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return files.read_json(path, max_bytes=MAX_JSON_BYTES)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -57,20 +56,21 @@ def _train(s: Section, folder: Path, ctx: dict) -> None:
     path = folder / "metrics.jsonl"
     if not path.is_file():
         return
-    rows, bad = [], 0
+    records: list[dict] = []
+    bad = 0
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                records.append(json.loads(line))
             except json.JSONDecodeError:
                 bad += 1
-    keys = [k for k in ("loss", "fvu", "l0", "dead_fraction") if any(k in r for r in rows)]
-    if not rows or not keys:
+    keys = [k for k in ("loss", "fvu", "l0", "dead_fraction") if any(k in r for r in records)]
+    if not records or not keys:
         s.text("<code>metrics.jsonl</code> holds no readable metrics.")
         return
     fig = Figure(figsize=(10, 3.2 * math.ceil(len(keys) / 2)))
     by_dict: dict[str, list[dict]] = {}
-    for r in rows:
+    for r in records:
         by_dict.setdefault(str(r.get("dictionary", "")), []).append(r)
     for i, key in enumerate(keys):
         ax = fig.add_subplot(math.ceil(len(keys) / 2), 2, i + 1)
@@ -231,7 +231,8 @@ def _graph(s: Section, path: Path, ctx: dict) -> None:
     for kind, colour in colours.items():
         pts = [where[n["node_id"]] for n in nodes if n.get("feature_type") == kind]
         if pts:
-            ax.scatter(*zip(*pts), s=18, color=colour, label=kind, zorder=3)
+            xs, ys = zip(*pts)
+            ax.scatter(xs, ys, s=18, color=colour, label=kind, zorder=3)
     if tokens:
         ax.set_xticks(range(len(tokens)), [repr(t)[1:-1] for t in tokens], rotation=60, fontsize=7)
     ax.set_yticks([-1, *range(top_layer + 1), *([logit_y] if logit_layer is not None else [])],
@@ -284,7 +285,8 @@ def _heads(s: Section, path: Path, ctx: dict) -> None:
     for c in d.get("classes", {}).values():
         counts[c] = counts.get(c, 0) + 1
     if counts:
-        s.table(["class", "heads"], sorted(counts.items(), key=lambda kv: -kv[1]))
+        by_count = sorted(counts.items(), key=lambda kv: -kv[1])
+        s.table(["class", "heads"], by_count)
 
 
 def _probe(s: Section, path: Path, ctx: dict) -> None:

@@ -19,8 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import trange
 
+from ..files import atomic_folder
 from ..models.hooked import HookedModel
 
 log = logging.getLogger(__name__)
@@ -152,13 +151,9 @@ def load_induction_model(cfg: InductionConfig | None = None, retrain: bool = Fal
     folder = cache_dir(cfg)
     if retrain or not (folder / "model.safetensors").is_file():
         model = train_induction(cfg)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-        model.save_pretrained(tmp, safe_serialization=True)
-        (tmp / "induction.json").write_text(json.dumps(asdict(cfg)))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        with atomic_folder(folder) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            (tmp / "induction.json").write_text(json.dumps(asdict(cfg)))
     hf = transformers.LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32,
                                                       attn_implementation="eager").eval()
     return HookedModel(hf, None, name=f"toy-induction-{cfg.key()}")
@@ -182,7 +177,7 @@ def head_scores(model: HookedModel, cfg: InductionConfig, batch: int = 32) -> di
 
 
 @torch.no_grad()
-def acdc_task(model: HookedModel, cfg: InductionConfig, n: int = 32, seed: int = 0):  # type: ignore[no-untyped-def]
+def acdc_task(model: HookedModel, cfg: InductionConfig, n: int = 32, seed: int = 0):
     """Clean / corrupted sequences and the ACDC loss for the induction task.
 
     Corrupted sequences equal the clean ones except that the second copy is fresh random tokens (nothing to
