@@ -22,24 +22,8 @@ def load_model(*args, **kwargs) -> HookedModel:
     A missing or empty name is refused at once, and a local ``.gguf`` file or model folder has its headers checked
     first (:mod:`mechscope.model_files`), so a damaged file is named instead of failing inside a reader.
     """
-    import os
-    from pathlib import Path
-
-    from .model_files import check_model_source
-    from .models import builtin
     from .models.loading import load_model as _load
 
-    name = args[0] if args else kwargs.get("name_or_path")
-    if hasattr(name, "config") and hasattr(name, "get_submodule"):  # an HF model already in memory
-        return _load(*args, **kwargs)
-    if name is None or (isinstance(name, str) and not name.strip()):
-        raise ValueError(f"load_model needs a model: a built-in name ({', '.join(builtin.BUILTINS)}), a local model "
-                         f"folder, a .gguf file or a hub id; got {name!r}")
-    if not isinstance(name, (str, os.PathLike)):
-        raise TypeError(f"load_model takes a model name or path (str or Path), or a Hugging Face model object with "
-                        f"tokenizer=..., got {type(name).__name__}")
-    if str(name) not in builtin.BUILTINS:
-        check_model_source(Path(name).expanduser())
     return _load(*args, **kwargs)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..model_files import check_model_source
 from . import builtin, offload
 from .adapters import adapter_for
 from .config import parse_dtype
@@ -23,6 +25,19 @@ class ModelDtypeError(ValueError):
 
 class TokenizerRequiredError(ValueError):
     """An in-memory HF model was given without its tokenizer."""
+
+
+def check_model_name(name: object) -> None:
+    """Refuse a missing, empty or non-path model name, and check a local ``.gguf`` file's or model folder's headers
+    (:func:`mechscope.model_files.check_model_source`), before anything is loaded."""
+    if name is None or (isinstance(name, str) and not name.strip()):
+        raise ValueError(f"load_model needs a model: a built-in name ({', '.join(builtin.BUILTINS)}), a local model "
+                         f"folder, a .gguf file or a hub id; got {name!r}")
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"load_model takes a model name or path (str or Path), or a Hugging Face model object with "
+                        f"tokenizer=..., got {type(name).__name__}")
+    if str(name) not in builtin.BUILTINS:
+        check_model_source(Path(name).expanduser())
 
 
 def load_model(name_or_path: str | Path | nn.Module, dtype: torch.dtype | str | None = None,
@@ -40,7 +55,12 @@ def load_model(name_or_path: str | Path | nn.Module, dtype: torch.dtype | str | 
     or ``{module path: device}``, devices being GPU indices, ``"cpu"`` or ``"disk"``), ``max_memory`` and
     ``offload_folder`` go to accelerate instead, for models larger than one device. Hooks, caches and
     interventions work the same on a placed or offloaded model.
+
+    A missing or empty name is refused at once, and a local ``.gguf`` file or model folder has its headers checked
+    first (:mod:`mechscope.model_files`), so a damaged file is named instead of failing inside a reader.
     """
+    if not isinstance(name_or_path, nn.Module):
+        check_model_name(name_or_path)
     torch_dtype = None if dtype is None else parse_dtype(dtype)
     if device_map is not None and device is not None:
         raise ValueError("pass either device= (the whole model on one device) or device_map= (placed by "
@@ -63,6 +83,7 @@ def load_model(name_or_path: str | Path | nn.Module, dtype: torch.dtype | str | 
         if offload_folder is not None:
             kwargs["offload_folder"] = str(offload_folder)
     path = Path(name).expanduser()
+    source: str | Path
     if name in builtin.BUILTINS:
         source, extra = builtin.fetch(name), {}
     elif path.suffix == ".gguf":
