@@ -10,7 +10,7 @@ additive structure of the residual stream:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from jaxtyping import Float
@@ -44,7 +44,7 @@ class ActivationCache(Mapping):
                 key = block_name(int(layer), normalise_kind(kind))
             else:
                 raise KeyError(f"index a cache with a name or (kind, layer), got {key!r}")
-        name = self.model.resolve(key).name
+        name = self.model.resolve(cast(str, key)).name  # a name by now
         if name not in self._store:
             cached = ", ".join(list(self._store)[:8]) + (" ..." if len(self._store) > 8 else "")
             raise HookNameError(f"{name!r} was not cached; this cache holds: {cached}. "
@@ -56,7 +56,7 @@ class ActivationCache(Mapping):
 
     def __contains__(self, key: object) -> bool:
         try:
-            self._key(key)  # type: ignore[arg-type]
+            self._key(key)  # type: ignore[arg-type]  # any object may be asked about; others raise TypeError
         except (HookNameError, KeyError, TypeError):
             return False
         return True

@@ -108,7 +108,7 @@ class EdgePatcher:
         with torch.no_grad():
             self.clean_outs, self.full_logits = self._outputs(clean)
             if ablation == "resample":
-                self.ablated, _ = self._outputs(corrupt)  # type: ignore[arg-type]
+                self.ablated, _ = self._outputs(corrupt)
             elif ablation == "mean":
                 self.ablated = {k: v.mean(0, keepdim=True).expand_as(v) for k, v in self.clean_outs.items()}
             elif ablation == "zero":
@@ -146,7 +146,7 @@ class EdgePatcher:
                 outs[f"{l}.{h}"] = res[:, :, h]
             if self.mlps:
                 outs[f"{l}.mlp"] = cache[f"blocks.{l}.mlp_out"].float()
-        return outs, logits.float()  # type: ignore[union-attr]
+        return outs, logits.float()
 
     # ------------------------------------------------------------------ patched run
     @torch.no_grad()
@@ -171,7 +171,7 @@ class EdgePatcher:
             tot: Tensor | float = 0.0
             for l in range(upto + (1 if include_this else 0)):
                 if self.b_O[l] is not None:
-                    tot = tot + self.b_O[l].float()  # type: ignore[operator]
+                    tot = tot + self.b_O[l].float()
             return tot
 
         def resid_pre(act: Tensor, hook: Hook) -> Tensor:

@@ -33,8 +33,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.hooked import HookedModel
+from ..models.tokens import Inputs
 from .graph import AttributionGraph
 from .replacement import FrozenState, ReplacementModel, RunOutput
+from .transcoders import Transcoders, TranscoderStack
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +169,7 @@ def _influence(rows: Tensor, row_cols: Tensor, weights: Tensor, n_cols: int, dep
     return total
 
 
-def attribute(model: HookedModel, transcoders: object, prompt: object, *,
+def attribute(model: HookedModel, transcoders: Transcoders | TranscoderStack, prompt: Inputs, *,
               target_tokens: Sequence[int] | None = None, cfg: AttributionConfig | None = None,
               replacement: ReplacementModel | None = None) -> AttributionGraph:
     """Build the attribution graph of ``prompt`` (text or token ids) for the model's top predictions (or

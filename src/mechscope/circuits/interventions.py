@@ -25,8 +25,10 @@ from torch import Tensor
 from ..dictionaries.clt import CrossLayerTranscoder
 from ..dictionaries.splice import Splice, spliced
 from ..models.hooked import HookedModel
+from ..models.tokens import Inputs
 from .graph import AttributionGraph
 from .replacement import FeatureEdit, FrozenState, ReplacementModel
+from .transcoders import Transcoders
 
 log = logging.getLogger(__name__)
 
@@ -99,20 +101,20 @@ def replacement_values(rm: ReplacementModel, state: FrozenState, graph: Attribut
         m = (graph.features[:, 0] == l).nonzero(as_tuple=True)[0]
         pre = rm.feature_pre_acts(run, l).float()  # (B, T, S)
         vals[:, m] = pre[:, graph.features[m, 1], graph.features[m, 2]]
-    logits = run.logits[:, -1].float()  # type: ignore[index]  # (B, V)
+    logits = run.logits[:, -1].float()  # (B, V)
     vals[:, graph.logit_offset:] = logits[:, graph.logit_tokens] - logits.mean(-1, keepdim=True)
     return vals[0] if batch == 1 else vals
 
 
 @torch.no_grad()
-def real_logits(model: HookedModel, transcoders: object, prompt: object,
+def real_logits(model: HookedModel, transcoders: Transcoders, prompt: Inputs,
                 edits: Sequence[FeatureIntervention] = ()) -> Float[Tensor, " vocab"]:
     """Last-position logits of the real model with the edits applied through spliced transcoders (error kept)."""
     by_layer: dict[int, list[FeatureIntervention]] = {}
     for e in edits:
         by_layer.setdefault(e.layer, []).append(e)
 
-    def editor(layer: int):  # type: ignore[no-untyped-def]
+    def editor(layer: int):
         def fn(f: Tensor) -> Tensor:
             for e in by_layer.get(layer, ()):
                 f = e.apply(f)
@@ -125,12 +127,12 @@ def real_logits(model: HookedModel, transcoders: object, prompt: object,
     else:
         from .transcoders import _layer_of
 
-        tcs = list(transcoders.values()) if isinstance(transcoders, dict) else list(transcoders)  # type: ignore
+        tcs = list(transcoders.values()) if isinstance(transcoders, dict) else list(transcoders)
         splices = [Splice(d, edit=editor(_layer_of(d))) for d in tcs if _layer_of(d) in by_layer]
     if not splices:
-        return model(prompt)[0, -1].float()  # type: ignore[arg-type]
+        return model(prompt)[0, -1].float()
     with spliced(model, splices, keep_error=True):
-        return model(prompt)[0, -1].float()  # type: ignore[arg-type]
+        return model(prompt)[0, -1].float()
 
 
 def predict_ablation(graph: AttributionGraph, nodes: Sequence[int]) -> Float[Tensor, " n_nodes"]:
@@ -195,7 +197,7 @@ def top_feature_nodes(graph: AttributionGraph, k: int, node_threshold: float = 0
     return [i for i in order[:k] if inf[i] > 0]
 
 
-def ablation_study(model: HookedModel, transcoders: object, prompt: object, graph: AttributionGraph, k: int = 10,
+def ablation_study(model: HookedModel, transcoders: Transcoders, prompt: Inputs, graph: AttributionGraph, k: int = 10,
                    rm: ReplacementModel | None = None, target: int = 0) -> AblationStudy:
     """Ablate each of the top-``k`` pruned-graph features alone; compare predicted and actual logit changes."""
     rm = rm or ReplacementModel(model, transcoders)

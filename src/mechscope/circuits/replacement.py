@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from ..models.hooked import HookedModel
 from ..models.hooking import Hook, StopForward, catch_stop
 from ..models.norms import NormSpec
-from .transcoders import TranscoderStack
+from ..models.tokens import Inputs
+from .transcoders import Transcoders, TranscoderStack
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,10 @@ class RunOutput:
 class ReplacementModel:
     """A :class:`HookedModel` with MLPs replaced by transcoders and, per prompt, frozen attention and norms."""
 
-    def __init__(self, model: HookedModel, transcoders: object):
+    def __init__(self, model: HookedModel, transcoders: Transcoders | TranscoderStack):
         self.model = model
-        self.tc = transcoders if isinstance(transcoders, TranscoderStack) else TranscoderStack(
-            transcoders, model.cfg.n_layers)  # type: ignore[arg-type]
+        self.tc: TranscoderStack = transcoders if isinstance(transcoders, TranscoderStack) else TranscoderStack(
+            transcoders, model.cfg.n_layers)
         if model.adapter.name in ("gemma2",) and getattr(model.hf.config, "final_logit_softcapping", None):
             log.warning("final logit soft-capping is not linear: logit edges are w.r.t. the pre-cap logits")
         self.norms = norm_modules(model)
@@ -109,9 +110,9 @@ class ReplacementModel:
 
     # ------------------------------------------------------------------ freezing
     @torch.no_grad()
-    def freeze(self, inputs: object) -> FrozenState:
+    def freeze(self, inputs: Inputs) -> FrozenState:
         """Run the real model once on ``inputs`` (one prompt) and record everything the replacement freezes."""
-        tokens = self.model.as_tokens(inputs).input_ids  # type: ignore[arg-type]
+        tokens = self.model.as_tokens(inputs).input_ids
         if tokens.shape[0] != 1:
             raise ValueError(f"the replacement model works on one prompt at a time, got a batch of {tokens.shape[0]}")
         rec: dict[str, Tensor] = {}
@@ -194,10 +195,10 @@ class ReplacementModel:
             return act + out.probes["embed"].to(act.dtype) if probes else act
 
         def pattern(act: Tensor, hook: Hook) -> Tensor:
-            return state.patterns[hook.layer].to(act.dtype).expand_as(act)  # type: ignore[index]
+            return state.patterns[hook.layer].to(act.dtype).expand_as(act)
 
         def mlp_in(act: Tensor, hook: Hook) -> Tensor:
-            out.mlp_in[hook.layer] = act  # type: ignore[index]
+            out.mlp_in[hook.layer] = act
             return act.detach()  # the real MLP runs on a cut copy: no graph through it
 
         def mlp_out(act: Tensor, hook: Hook) -> Tensor:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import torch
 from jaxtyping import Float, Int
@@ -35,11 +36,15 @@ def _layer_of(d: Dictionary) -> int:
     return int(parts[1])
 
 
+Transcoders: TypeAlias = Sequence[Dictionary] | dict[int, Dictionary] | CrossLayerTranscoder
+"""What the circuit functions take as ``transcoders``: per-layer transcoders (a list whose hook names give the layers,
+or a dict layer -> transcoder) or one cross-layer transcoder."""
+
+
 class TranscoderStack:
     """Per-layer transcoders (a list, or a dict layer -> transcoder) or one CLT, for ``n_layers`` model layers."""
 
-    def __init__(self, transcoders: Sequence[Dictionary] | dict[int, Dictionary] | CrossLayerTranscoder,
-                 n_layers: int):
+    def __init__(self, transcoders: Transcoders, n_layers: int):
         self.n_layers = n_layers
         self.clt: CrossLayerTranscoder | None = None
         self.per_layer: dict[int, Dictionary] = {}

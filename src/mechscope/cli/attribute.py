@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def transcoders_or_cached_set(model, folder: str):  # type: ignore[no-untyped-def]
+def transcoders_or_cached_set(model, folder: str):
     """The transcoders in ``folder``, or (``folder`` empty) the model's cached full set; a clear error otherwise."""
     from ..circuits.transcoders import load_transcoders
     from ..sets import find_transcoder_set

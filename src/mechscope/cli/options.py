@@ -30,7 +30,10 @@ def field_docs(cls: type) -> dict[str, str]:
             tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
         except (OSError, TypeError):
             continue
-        body = tree.body[0].body  # type: ignore[attr-defined]
+        cls_def = tree.body[0]
+        if not isinstance(cls_def, ast.ClassDef):
+            continue
+        body = cls_def.body
         for node, nxt in zip(body, body[1:]):
             if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
                     and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
@@ -64,7 +67,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: tupl
         flag = "--" + f.name.replace("_", "-")
         tp = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         help_text = docs.get(f.name, "") + ("" if required else f" (default: {default})")
         if tp is bool:

@@ -91,5 +91,5 @@ def rank_slice(items: Iterable[T], rank: int, world_size: int) -> Iterator[T]:
 
 def train_mask(ids: Int[Tensor, "batch ctx"], exclude: Iterable[int] = ()) -> Bool[Tensor, "batch ctx"]:
     """True at positions whose token is not in ``exclude`` (e.g. :func:`special_ids`)."""
-    exclude = torch.tensor(sorted(set(exclude)), dtype=ids.dtype, device=ids.device)
-    return ~torch.isin(ids, exclude) if exclude.numel() else torch.ones_like(ids, dtype=torch.bool)
+    excluded = torch.tensor(sorted(set(exclude)), dtype=ids.dtype, device=ids.device)
+    return ~torch.isin(ids, excluded) if excluded.numel() else torch.ones_like(ids, dtype=torch.bool)

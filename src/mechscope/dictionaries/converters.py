@@ -26,7 +26,7 @@ import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from .errors import DictionaryConfigError, DictionaryFormatError, DictionaryNotF
 from .hooknames import block_hook, to_canonical
 from .io import atomic_folder, read_json, read_safetensors, validate_tensors
 from .registry import get_class
+from .topk import BatchTopKOptions, TopKOptions
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def load_sparsify(folder: str | Path, *, hook_name: str | None = None, hook_name
                "b_dec": raw["b_dec"]}
     if skip:
         tensors["W_skip"] = raw["W_skip"]
-    return _build("topk", dcfg, tensors, str(folder), get_class("topk").Options(k=k))
+    return _build("topk", dcfg, tensors, str(folder), TopKOptions(k=k))
 
 
 # ------------------------------------------------------------------------------------------------ dictionary_learning
@@ -186,9 +187,9 @@ def load_dictionary_learning(path: str | Path, *, hook_name: str | None = None, 
         return _build("relu", cfg, tensors, str(path))
     k = int(sd["k"].item())
     if kind == "AutoEncoderTopK":
-        return _build("topk", cfg, tensors, str(path), get_class("topk").Options(k=k))
+        return _build("topk", cfg, tensors, str(path), TopKOptions(k=k))
     tensors["threshold"] = sd["threshold"].reshape(()).expand(d_sae)
-    return _build("batchtopk", cfg, tensors, str(path), get_class("batchtopk").Options(k=float(k)))
+    return _build("batchtopk", cfg, tensors, str(path), BatchTopKOptions(k=float(k)))
 
 
 def _dl_norm_folded(kind: str, sd: dict[str, Tensor], hook_name: str | None, model_name: str | None,
@@ -248,7 +249,7 @@ def save_transcoder_set(transcoders: Sequence[Dictionary], folder: str | Path, *
     if repo_id:
         config["repo_id"] = repo_id
     if first.architecture == "topk":
-        config.update(activation="topk", k=first.options.k)  # type: ignore[attr-defined]
+        config.update(activation="topk", k=cast(TopKOptions, first.options).k)
     elif first.architecture == "relu":
         config["activation"] = "relu"
     config["mechscope"] = {"format_version": 1, "n_layers": len(transcoders), "dtype": dtype_name(first.dtype)}
@@ -324,7 +325,7 @@ def load_transcoder_file(file: str | Path, layer: int, config: dict[str, Any], *
     tensors["W_enc"] = raw["W_enc"].T
     if arch == "topk" and not isinstance(config.get("k"), int):
         raise DictionaryFormatError(f"{file}: the set's config.yaml says activation topk but gives no integer k")
-    options = get_class("topk").Options(k=config["k"]) if arch == "topk" else None
+    options = TopKOptions(k=config["k"]) if arch == "topk" else None
     return _build(arch, cfg, tensors, str(file), options)
 
 

@@ -103,13 +103,13 @@ class ThresholdMixin:
     """Saves the ``log_threshold`` parameter as ``threshold`` and back (shared by JumpReLU SAEs and CLTs)."""
 
     def saved_tensors(self) -> dict[str, Tensor]:
-        out = super().saved_tensors()  # type: ignore[misc]
+        out = super().saved_tensors()  # type: ignore[misc]  # mixin: Dictionary follows in the MRO
         if "log_threshold" in out:
             out["threshold"] = out.pop("log_threshold").exp()
         return out
 
     def expected_saved_shapes(self, extras: tuple[str, ...] = ()) -> dict[str, tuple[int, ...]]:
-        shapes = super().expected_saved_shapes(extras)  # type: ignore[misc]
+        shapes = super().expected_saved_shapes(extras)  # type: ignore[misc]  # mixin: Dictionary follows
         if "log_threshold" in shapes:
             shapes["threshold"] = shapes.pop("log_threshold")
         return shapes
@@ -118,8 +118,9 @@ class ThresholdMixin:
     def load_saved_tensors(self, tensors: dict[str, Tensor]) -> None:
         tensors = dict(tensors)
         if "threshold" in tensors:
-            tensors["log_threshold"] = exact_log(tensors.pop("threshold").to(self.dtype))  # type: ignore[attr-defined]
-        super().load_saved_tensors(tensors)  # type: ignore[misc]
+            dtype = self.dtype  # type: ignore[attr-defined]  # mixin: Dictionary's dtype
+            tensors["log_threshold"] = exact_log(tensors.pop("threshold").to(dtype))
+        super().load_saved_tensors(tensors)  # type: ignore[misc]  # mixin: Dictionary follows in the MRO
 
 
 @dataclass

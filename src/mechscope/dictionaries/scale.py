@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -68,7 +68,7 @@ def fit_feature_scale(d: Dictionary, x: Tensor, target: Tensor | None = None, *,
 
 
 @torch.no_grad()
-def _conjugate_gradients(op, b: Tensor, max_iter: int, tol: float) -> Tensor:  # type: ignore[no-untyped-def]
+def _conjugate_gradients(op, b: Tensor, max_iter: int, tol: float) -> Tensor:
     x = torch.zeros_like(b)
     r = b.clone()
     p = r.clone()
@@ -94,6 +94,18 @@ class ScaleMixin:
     ``norm_scale_in`` / ``norm_scale_out`` / ``feature_scale`` are optional buffers saved with the model; the
     ``fold_*`` methods fold them into the weights (same function, plain SAELens layout).
     """
+
+    if TYPE_CHECKING:  # provided by Dictionary, the only class this mixes into
+        cfg: Any
+        dtype: torch.dtype
+        W_enc: Tensor
+        W_dec: Tensor
+        b_dec: Tensor
+        W_skip: Any
+
+        def input_shape(self) -> tuple[int, ...]: ...
+        def output_shape(self) -> tuple[int, ...]: ...
+        def latent_shape(self) -> tuple[int, ...]: ...
 
     def _full(self, value: Tensor | float, shape: tuple[int, ...], name: str) -> Tensor:
         t = torch.as_tensor(value, dtype=self.dtype, device=self.W_dec.device)

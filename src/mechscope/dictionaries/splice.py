@@ -213,7 +213,7 @@ def _transcoder_hooks(model: Any, sp: Splice, keep: bool, state: SpliceState) ->
 
 
 def _clt_hooks(model: Any, sp: Splice, keep: bool, state: SpliceState) -> list[tuple[str, HookFn]]:
-    d: CrossLayerTranscoder = sp.dictionary  # type: ignore[assignment]
+    d: CrossLayerTranscoder = sp.dictionary
     if sp.at is not None or sp.out is not None:
         raise DictionaryConfigError("a CLT splices at the mlp_in / mlp_out of its own layers; do not pass at=/out=")
     check_model_compatible(model, d)

@@ -6,7 +6,7 @@ returns the ``Figure`` and saves a PNG when given ``path``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -56,7 +56,7 @@ def heatmap(values: Tensor, row_labels: Sequence[str], col_labels: Sequence[str]
     return save_figure(fig, path)
 
 
-def line_plot(series: dict[str, Sequence[float]], x_labels: Sequence[str], *, title: str = "", ylabel: str = "",
+def line_plot(series: Mapping[str, Sequence[float]], x_labels: Sequence[str], *, title: str = "", ylabel: str = "",
               path: str | Path | None = None) -> Figure:
     """One line per named series over shared x labels (e.g. accuracy or KL per layer)."""
     fig = Figure(figsize=(6, 3.5))

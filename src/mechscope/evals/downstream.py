@@ -45,8 +45,8 @@ class Downstream:
     """Mean KL(clean || spliced) of the next-token distributions."""
 
 
-def _replace(mask: Tensor, values):  # type: ignore[no-untyped-def]
-    def fn(act: Tensor, hook) -> Tensor:  # type: ignore[no-untyped-def]
+def _replace(mask: Tensor, values):
+    def fn(act: Tensor, hook) -> Tensor:
         out = act.clone()
         out[mask] = values(act[mask]).to(act.dtype)  # (N, D) at kept positions
         return out
@@ -101,7 +101,7 @@ def evaluate_many(model, dicts: dict[str, Dictionary], contexts: Iterable[Int[Te
         mask = train_mask(ids, exclude)
         seen: dict[str, Tensor] = {}
 
-        def record(act: Tensor, hook) -> None:  # type: ignore[no-untyped-def]
+        def record(act: Tensor, hook) -> None:
             seen[hook.name] = act[mask]  # noqa: B023  (runs inside this iteration's forward pass)
 
         with model.hooks([(h, record) for h in recorded]):

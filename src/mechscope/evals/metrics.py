@@ -51,7 +51,8 @@ class ReconstructionStats:
         self.d, self.dense_threshold = d, dense_threshold
         self.rows = 0
         self.l0 = self.sq_err = self.cos = self.shrink = 0.0
-        self.sum = self.sum_sq = None
+        self.sum: Tensor | None = None
+        self.sum_sq: Tensor | None = None
         self.fired = torch.zeros(d.latent_shape(), dtype=torch.float64)
 
     @torch.no_grad()

@@ -26,12 +26,40 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol, TypeAlias, cast
 
 from ..validation import check_finite_fields
 from .llm import LLMClient, Message
 from .source import FeatureError
 from .stats import Example
+
+
+class ExampleStats(Protocol):
+    """Examples straight from the statistics (:class:`~mechscope.features.stats.FeatureStats`)."""
+
+    @property
+    def d_sae(self) -> int: ...
+    def top_examples(self, feature: int) -> list[Example]: ...
+    def sampled_examples(self, feature: int) -> list[Example]: ...
+
+
+class _Card(Protocol):
+    @property
+    def top_examples(self) -> list[Example]: ...
+    @property
+    def quantile_examples(self) -> list[list[Example]]: ...
+
+
+class ExampleCards(Protocol):
+    """Examples from feature cards (:class:`~mechscope.features.db.FeatureDB`)."""
+
+    @property
+    def d_sae(self) -> int: ...
+    def card(self, feature: int) -> _Card: ...
+
+
+ExampleSource: TypeAlias = ExampleStats | ExampleCards
+"""Where autointerp reads a feature's examples: statistics or a feature database."""
 
 SYSTEM = "You are an expert at explaining what a neuron in a language model responds to. Answer briefly."
 
@@ -231,15 +259,16 @@ def fuzzing_score(client: LLMClient, explanation: str, positives: Sequence[Examp
     return ScorerResult("fuzzing", labels, p, cfg.threshold)
 
 
-def _examples(source: Any, feature: int) -> tuple[list[Example], list[Example]]:
+def _examples(source: ExampleSource, feature: int) -> tuple[list[Example], list[Example]]:
     """(top, sampled) examples of ``feature`` from :class:`FeatureStats` or :class:`FeatureDB`."""
     if hasattr(source, "sampled_examples"):
-        return source.top_examples(feature), source.sampled_examples(feature)
+        stats = cast(ExampleStats, source)
+        return stats.top_examples(feature), stats.sampled_examples(feature)
     card = source.card(feature)
     return card.top_examples, [e for group in card.quantile_examples for e in group]
 
 
-def held_out(source: Any, feature: int, config: AutointerpConfig, others: Sequence[int]
+def held_out(source: ExampleSource, feature: int, config: AutointerpConfig, others: Sequence[int]
              ) -> tuple[list[Example], list[Example], list[Example]]:
     """``(explain_on, positives, negatives)`` for ``feature``; negatives come from the ``others`` features."""
     top, sampled = _examples(source, feature)
@@ -265,7 +294,7 @@ def held_out(source: Any, feature: int, config: AutointerpConfig, others: Sequen
     return shown, positives[:config.n_score], negatives
 
 
-def interpret(client: LLMClient, source: Any, feature: int, config: AutointerpConfig | None = None,
+def interpret(client: LLMClient, source: ExampleSource, feature: int, config: AutointerpConfig | None = None,
               explanation: str | None = None, negatives_from: Sequence[int] | None = None) -> Interpretation:
     """Explain ``feature`` (unless ``explanation`` is given) and score it with both scorers.
 

@@ -65,16 +65,23 @@ class Completion:
     prompt_tokens: int
 
 
+class ChatModel(Protocol):
+    """What :class:`LocalClient` runs: a :class:`~mechscope.models.hooked.HookedModel` (its ``hf`` generates), or an
+    HF causal LM carrying its ``tokenizer``; the tokenizer needs a chat template."""
+
+    tokenizer: Any
+
+
 class LocalClient:
     """A chat model run in this process (default: the built-in SmolLM2-135M-Instruct)."""
 
-    def __init__(self, model: Any = "smollm2-135m"):
+    def __init__(self, model: str | ChatModel = "smollm2-135m"):
         if isinstance(model, str):
             from ..models.loading import load_model
 
             model = load_model(model)
         self.name = getattr(getattr(model, "cfg", None), "name", "local")
-        self.hf = model.hf if hasattr(model, "hf") else model
+        self.hf: Any = model.hf if hasattr(model, "hf") else model  # the HF model that generates
         self.tokenizer = model.tokenizer
         if not getattr(self.tokenizer, "chat_template", None):
             raise LLMError(f"{self.name} has no chat template: autointerp needs an instruct model")

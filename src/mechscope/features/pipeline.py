@@ -100,7 +100,7 @@ def build_features(cfg: FeaturesConfig, model: Any = None, progress: bool = True
         if run is not None and not folder.exists() and (run / cfg.dictionary).exists():
             folder = run / cfg.dictionary  # a dictionary named inside the run folder
     else:
-        folder = find_dictionary(run)  # type: ignore[arg-type]
+        folder = find_dictionary(run)
     d = dictionaries.load(folder).eval()
     out = run if run is not None else folder
     run_model = None

@@ -154,7 +154,8 @@ def _patch_hooks(model: HookedModel, cells: Sequence[Cell], source: dict[str, Te
         def fn(act: Tensor, hook) -> Tensor:
             out = act.clone()
             for j, idx in items:
-                out[j * rows:(j + 1) * rows][(slice(None), *idx)] = src[(slice(None), *idx)].to(out.dtype)
+                where = (slice(None),) + tuple(idx)  # every prompt, then the cell's own index
+                out[j * rows:(j + 1) * rows][where] = src[where].to(out.dtype)
             return out
         return fn
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from transformers import PretrainedConfig
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class ModelConfig:
     """Experts each token is routed to (top-k)."""
 
 
-def _first(config: object, *names: str, default: object = None) -> object:
+def _first(config: PretrainedConfig, *names: str, default: Any = None) -> Any:
     for n in names:
         v = getattr(config, n, None)
         if v is not None:
@@ -44,7 +46,7 @@ def _first(config: object, *names: str, default: object = None) -> object:
     return default
 
 
-def read_config(hf_config: object, *, name: str, family: str, n_layers: int, d_vocab: int, dtype: torch.dtype,
+def read_config(hf_config: PretrainedConfig, *, name: str, family: str, n_layers: int, d_vocab: int, dtype: torch.dtype,
                 device: torch.device, parallel_residual: bool, default_prepend_bos: bool,
                 n_kv_heads: int | None = None) -> ModelConfig:
     d_model = int(_first(hf_config, "hidden_size", "n_embd", "d_model"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 # Per-block hook kinds in computation order.
@@ -120,7 +121,7 @@ class HookNamespace:
         """``block_kinds``: the kinds every block has, or one tuple of kinds per block."""
         self.n_layers = n_layers
         per_layer = list(block_kinds) if block_kinds and not isinstance(block_kinds[0], str) else (
-            [tuple(block_kinds)] * n_layers)  # type: ignore[list-item]
+            [tuple(block_kinds)] * n_layers)
         self.layer_kinds: list[tuple[str, ...]] = [tuple(k for k in BLOCK_KINDS if k in ks) for ks in per_layer]
         union = {k for ks in self.layer_kinds for k in ks}
         self.block_kinds = tuple(k for k in BLOCK_KINDS if k in union)
@@ -190,7 +191,7 @@ class HookNamespace:
             f"with L in 0..{self.n_layers - 1} and kind one of: {', '.join(self.block_kinds)}."
         )
 
-    def filter(self, names: object) -> list[HookPoint]:
+    def filter(self, names: str | Iterable[str] | Callable[[str], bool] | None) -> list[HookPoint]:
         """Resolve ``names`` (None = all, a string, an iterable of strings, or a predicate on names), sorted."""
         if names is None:
             points = list(self._points.values())
@@ -199,5 +200,5 @@ class HookNamespace:
         elif callable(names):
             points = [p for p in self._points.values() if names(p.name)]
         else:
-            points = sorted({self.resolve(n) for n in names})  # type: ignore[union-attr]
+            points = sorted({self.resolve(n) for n in names})
         return sorted(points)

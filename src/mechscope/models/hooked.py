@@ -84,7 +84,7 @@ class HookedModel:
             self.hf.config._attn_implementation = want
 
     def _pairs(self, fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFn]]) -> list[tuple[HookPoint, HookFn]]:
-        pairs = []
+        pairs: list[tuple[HookPoint, HookFn]] = []
         for item in fwd_hooks:
             if not (isinstance(item, (tuple, list)) and len(item) == 2 and callable(item[1])):
                 raise TypeError(f"each hook is a (name, fn) pair with fn(act, hook); got {item!r}")
@@ -236,7 +236,7 @@ class HookedModel:
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
         single = isinstance(prompt, str)
-        tokens = self.tokenize([prompt] if single else list(prompt), prepend_bos, padding_side="left")
+        tokens = self.tokenize([prompt] if isinstance(prompt, str) else list(prompt), prepend_bos, padding_side="left")
         if tokens.input_ids.shape[1] + max_new_tokens > self.cfg.n_ctx:
             raise ValueError(f"prompt + max_new_tokens exceeds the model's context of {self.cfg.n_ctx} tokens")
         mask = tokens.attention_mask if tokens.attention_mask is not None else torch.ones_like(tokens.input_ids)

@@ -182,7 +182,7 @@ class HookSession:
         entries: dict[str, _Entry] = {}
         wanted = list(self.pairs)
         if self.stop_after is not None:
-            wanted.append((self.stop_after, None))  # type: ignore[arg-type]
+            wanted.append((self.stop_after, None))
         for point, fn in wanted:
             if point.name not in entries:
                 site = Site("", "output") if self._registry_pattern(point) else self._site(point)[1]

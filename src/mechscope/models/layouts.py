@@ -120,7 +120,7 @@ def _expert_shares(raw: Tensor, ctx: Ctx) -> Tensor:
     hidden, index, weights = ctx.args[:3]  # (N, D), (N, k), (N, k)
     shares = torch.zeros(raw.shape[0], ctx.n_experts, raw.shape[-1], dtype=raw.dtype, device=raw.device)
     rows = torch.arange(raw.shape[0], device=raw.device)
-    forward = ctx.module.forward  # type: ignore[union-attr]  # the bound forward: no hooks, keeps accelerate's
+    forward = ctx.module.forward  # the bound forward: no hooks, keeps accelerate's
     for j in range(index.shape[1]):
         out = forward(hidden, index[:, j:j + 1], weights[:, j:j + 1])  # (N, D): slot j's expert, weighted
         shares[rows, index[:, j].to(raw.device)] += out.to(raw.dtype)

@@ -11,11 +11,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
 from .html import Report, esc
+
+if TYPE_CHECKING:
+    from ..models.hooked import HookedModel
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +43,10 @@ class TourConfig:
 @dataclass
 class TourContext:
     config: TourConfig
-    model: object
+    model: HookedModel
     report: Report
     out: Path
-    findings: dict[str, object] = field(default_factory=dict)
+    findings: dict[str, Any] = field(default_factory=dict)
 
 
 def _time(fn: Callable[[], object], reps: int) -> float:

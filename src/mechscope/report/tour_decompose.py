@@ -199,7 +199,7 @@ def step_features(ctx: TourContext) -> None:
     from ..features.concepts import NEUTRAL_PROMPTS, evaluate_concept_steering, find_concept_feature
     from ..features.pipeline import FeaturesConfig, build_features
 
-    sae_dir: Path = ctx.findings["sae_dir"]  # type: ignore[assignment]
+    sae_dir: Path = ctx.findings["sae_dir"]
     quick = ctx.config.quick
     db_path = sae_dir / "features.db"
     if not db_path.is_file():

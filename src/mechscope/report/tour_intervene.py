@@ -109,5 +109,6 @@ def step_heads(ctx: TourContext) -> None:
     counts: dict[str, int] = {}
     for c in classes.values():
         counts[c] = counts.get(c, 0) + 1
-    s.table(["class", "heads"], sorted(counts.items(), key=lambda kv: -kv[1]))
+    by_count = sorted(counts.items(), key=lambda kv: -kv[1])
+    s.table(["class", "heads"], by_count)
     ctx.findings["best_induction"] = induction[0]

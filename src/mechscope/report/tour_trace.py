@@ -24,10 +24,10 @@ def _transcoders(ctx: TourContext):
 
     found = ctx.findings.get("transcoder_set")
     if found is not None:
-        tcs = found.transcoders()  # type: ignore[union-attr]
+        tcs = found.transcoders()
         return tcs, len(tcs), f"the cached transcoder set ({len(tcs)} layers, <code>{esc(found.folder)}</code>)"
     tc_dir = ctx.findings["transcoder_dir"]
-    tc = load(tc_dir)  # type: ignore[arg-type]
+    tc = load(tc_dir)
     layer = int(str(tc.cfg.hook_name).split(".")[1])
     return [tc], 1, f"the tour's transcoder at block {layer}"
 

@@ -83,10 +83,8 @@ def _library_status(exc: Exception) -> int | None:
         return status
     if isinstance(exc, (FeatureDBError, CheckpointError)):
         return 409
-    try:
-        from ..dictionaries.errors import DictionaryFormatError, DictionaryNotFoundError
-    except ImportError:  # pragma: no cover
-        DictionaryFormatError = DictionaryNotFoundError = ()  # type: ignore[misc,assignment]
+    from ..dictionaries.errors import DictionaryFormatError, DictionaryNotFoundError
+
     if isinstance(exc, DictionaryFormatError):
         return 409
     if isinstance(exc, DictionaryNotFoundError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from transformers import PretrainedConfig
+
 from .base import Adapter, Site
 from .bloom import BLOOM
 from .cohere import COHERE
@@ -32,7 +34,7 @@ def supported_model_types() -> list[str]:
     return sorted(t for a in ADAPTERS for t in a.model_types)
 
 
-def adapter_for(model_type: str, config: object | None = None) -> Adapter:
+def adapter_for(model_type: str, config: PretrainedConfig | None = None) -> Adapter:
     for adapter in ADAPTERS:
         if model_type in adapter.model_types:
             problem = adapter.unsupported(config) if config is not None else None

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from torch import nn
+from transformers import PretrainedConfig
+
 # How a module's tensor is viewed as the canonical tensor of a hook point (see ``models/layouts.py``):
 #   plain        the tensor itself
 #   heads        (batch, pos, heads*d_head) viewed as (batch, pos, heads, d_head)
@@ -55,11 +58,11 @@ class Site:
 SiteSpec = Site | tuple[Site, ...]
 
 
-def _always_false(config: object) -> bool:
+def _always_false(config: PretrainedConfig) -> bool:
     return False
 
 
-def _no_problem(config: object) -> str | None:
+def _no_problem(config: PretrainedConfig) -> str | None:
     return None
 
 
@@ -78,7 +81,7 @@ class Adapter:
     embedding norm). A plain path means that module's output."""
     final_norm: str
     unembed: str
-    block_sites: dict[str, SiteSpec] | Callable[[object], dict[str, SiteSpec]]
+    block_sites: dict[str, SiteSpec] | Callable[[PretrainedConfig], dict[str, SiteSpec]]
     """Sites (or candidate sites, first existing wins) for the block kinds that live on a submodule: attn_in,
     attn.q/k/v, (attn.pattern,) attn.z, attn_out, mlp_in, mlp.post, mlp_out, and for mixture-of-experts blocks
     mlp.router_logits,
@@ -101,18 +104,18 @@ class Adapter:
     attn_out_norm: str | None = None
     """Gemma 2/3, OLMo-2: the norm applied to the attention output before it joins the residual (per-head splits
     are linearised through it with its cached scale)."""
-    unembed_scale: Callable[[object], float] | None = None
+    unembed_scale: Callable[[PretrainedConfig], float] | None = None
     """A factor HF applies to the unembedding's output (Granite ``1/logits_scaling``, Cohere ``logit_scale``); it is
     folded into ``W_U`` and ``b_U`` so that ``final_norm @ W_U + b_U`` are the logits."""
-    parallel_residual: Callable[[object], bool] = field(default=_always_false)
+    parallel_residual: Callable[[PretrainedConfig], bool] = field(default=_always_false)
     """Whether attention and MLP read the same residual (GPT-NeoX, GPT-J, Phi, Cohere); then ``resid_mid`` does not
     exist."""
-    n_kv_heads: Callable[[object], int] | None = None
+    n_kv_heads: Callable[[PretrainedConfig], int] | None = None
     """The number of key/value heads when the config does not say it as ``num_key_value_heads`` (Falcon)."""
-    unsupported: Callable[[object], str | None] = field(default=_no_problem)
+    unsupported: Callable[[PretrainedConfig], str | None] = field(default=_no_problem)
     """Why a config variant of this family is not supported (None when it is), e.g. OPT-350m's post-norms."""
 
-    def sites(self, config: object) -> dict[str, SiteSpec]:
+    def sites(self, config: PretrainedConfig) -> dict[str, SiteSpec]:
         return self.block_sites(config) if callable(self.block_sites) else self.block_sites
 
     def embed_site(self) -> Site:
@@ -125,13 +128,13 @@ class Adapter:
         return tuple(kinds)
 
 
-def resolve_sites(adapter: Adapter, config: object, block: object) -> dict[str, Site]:
+def resolve_sites(adapter: Adapter, config: PretrainedConfig, block: nn.Module) -> dict[str, Site]:
     """The site of every block kind that exists in ``block`` (an ``nn.Module``), candidates tried in order."""
     found: dict[str, Site] = {}
     for kind, spec in adapter.sites(config).items():
         for site in spec if isinstance(spec, tuple) else (spec,):
             try:
-                block.get_submodule(site.path)  # type: ignore[attr-defined]
+                block.get_submodule(site.path)
             except AttributeError:
                 continue
             found[kind] = site

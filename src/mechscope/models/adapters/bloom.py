@@ -8,10 +8,12 @@ embedding, fused per-head q/k/v, and residual additions made inside the attentio
   ``self_attention`` (with the ALiBi bias and mask applied).
 """
 
+from transformers import PretrainedConfig
+
 from .base import Adapter, Site, fused_qkv_sites
 
 
-def _unsupported(config: object) -> str | None:
+def _unsupported(config: PretrainedConfig) -> str | None:
     if getattr(config, "apply_residual_connection_post_layernorm", False):
         return "apply_residual_connection_post_layernorm=True puts normalised values on the residual stream"
     if getattr(config, "pretraining_tp", 1) > 1 and getattr(config, "slow_but_exact", False):

@@ -10,10 +10,13 @@
   mask, once in the scores), so its probabilities are not those of the default SDPA path.
 """
 
-from .base import Adapter, Site, fused_qkv_sites
+from transformers import PretrainedConfig
+
+from .base import Adapter, Layout, Site, SiteSpec, fused_qkv_sites
 
 
-def _sites(config: object) -> dict[str, Site]:
+def _sites(config: PretrainedConfig) -> dict[str, SiteSpec]:
+    qkv: Layout
     if getattr(config, "new_decoder_architecture", False):
         qkv = "qkv_grouped"
     elif getattr(config, "multi_query", False):
@@ -24,7 +27,7 @@ def _sites(config: object) -> dict[str, Site]:
         "attn.pattern": Site("self_attention", "call", call="softmax")}
     return {
         "attn_in": Site("self_attention", "input"),
-        **fused_qkv_sites("self_attention.query_key_value", qkv),  # type: ignore[arg-type]
+        **fused_qkv_sites("self_attention.query_key_value", qkv),
         **pattern,
         "attn.z": Site("self_attention.dense", "input", "heads"),
         "attn_out": Site("self_attention", "output"),
@@ -34,10 +37,10 @@ def _sites(config: object) -> dict[str, Site]:
     }
 
 
-def _kv_heads(config: object) -> int:
+def _kv_heads(config: PretrainedConfig) -> int:
     if getattr(config, "new_decoder_architecture", False):
-        return int(config.num_kv_heads)  # type: ignore[attr-defined]
-    return 1 if getattr(config, "multi_query", False) else int(config.num_attention_heads)  # type: ignore[attr-defined]
+        return int(config.num_kv_heads)
+    return 1 if getattr(config, "multi_query", False) else int(config.num_attention_heads)
 
 
 FALCON = Adapter(

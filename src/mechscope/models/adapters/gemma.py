@@ -8,18 +8,19 @@ q/k norms (laid out batch, heads, pos, d_head in HF).
 
 from dataclasses import replace
 
-from .base import Site, separate_projection_sites
+from .base import Site, SiteSpec, separate_projection_sites
 from .llama import ATTN_SITES, LLAMA, MLP_SITES
 
 GEMMA = replace(LLAMA, name="gemma", model_types=("gemma",), norm_kind="rms_one_plus")
 
+GEMMA2_SITES: dict[str, SiteSpec] = {**ATTN_SITES, **MLP_SITES,
+                "attn_out": Site("post_attention_layernorm", "output"),
+                "mlp_out": Site("post_feedforward_layernorm", "output")}
 GEMMA2 = replace(
     GEMMA,
     name="gemma2",
     model_types=("gemma2",),
-    block_sites={**ATTN_SITES, **MLP_SITES,
-                 "attn_out": Site("post_attention_layernorm", "output"),
-                 "mlp_out": Site("post_feedforward_layernorm", "output")},
+    block_sites=GEMMA2_SITES,
     attn_out_norm="post_attention_layernorm",
 )
 
@@ -27,6 +28,6 @@ GEMMA3 = replace(
     GEMMA2,
     name="gemma3",
     model_types=("gemma3_text",),
-    block_sites={**GEMMA2.block_sites,
+    block_sites={**GEMMA2_SITES,
                  **separate_projection_sites("self_attn", "q_norm", "k_norm", layout="heads_bhtd")},
 )

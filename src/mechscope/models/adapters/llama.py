@@ -35,6 +35,6 @@ LLAMA = Adapter(
 
 # Qwen3 normalises q and k per head before the rotary embedding: q / k are read after those norms.
 QWEN3_QK = separate_projection_sites("self_attn", "q_norm", "k_norm", layout="heads_bthd")
-QWEN3 = replace(LLAMA, name="qwen3", model_types=("qwen3",), block_sites={**LLAMA.block_sites, **QWEN3_QK})
+QWEN3 = replace(LLAMA, name="qwen3", model_types=("qwen3",), block_sites={**ATTN_SITES, **MLP_SITES, **QWEN3_QK})
 
 SMOLLM3 = replace(LLAMA, name="smollm3", model_types=("smollm3",))

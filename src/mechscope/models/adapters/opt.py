@@ -6,13 +6,15 @@ Only pre-norm OPT is supported (every size except 350m, whose post-norms and emb
 non-additive steps on the residual stream).
 """
 
+from transformers import PretrainedConfig
+
 from .base import Adapter, Site, separate_projection_sites
 
 
-def _unsupported(config: object) -> str | None:
+def _unsupported(config: PretrainedConfig) -> str | None:
     if not getattr(config, "do_layer_norm_before", True):
         return "post-norm OPT (do_layer_norm_before=False, e.g. opt-350m) has no additive residual stream"
-    if getattr(config, "word_embed_proj_dim", None) not in (None, config.hidden_size):  # type: ignore[attr-defined]
+    if getattr(config, "word_embed_proj_dim", None) not in (None, config.hidden_size):
         return "word_embed_proj_dim != hidden_size (projected embeddings, e.g. opt-350m) is not supported"
     if getattr(config, "_remove_final_layer_norm", False):
         return "_remove_final_layer_norm=True leaves the model without a final norm"
