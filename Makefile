@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TOUR_OUT ?= runs/tour
 PYTEST_ARGS ?=
 
-.PHONY: setup fetch fetch-prose dictionaries tour test test-fast test-notebooks bench bench-peers clean
+.PHONY: setup fetch fetch-prose dictionaries tour lint test test-fast test-notebooks bench bench-peers clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,11 @@ dictionaries: fetch-prose  ## train smollm2-135m's full transcoder set (every la
 tour: fetch  ## the main job: the guided tour on the built-in model
 	$(BIN)/mechscope tour --out $(TOUR_OUT)
 
-test: setup  ## the whole test suite, real-model tier included (fetches the built-in models on first use)
+lint: setup  ## ruff (lint) and mypy (types) on src/mechscope; settings in pyproject.toml
+	$(BIN)/ruff check src/mechscope
+	$(BIN)/mypy
+
+test: lint  ## lint and types, then the whole test suite, real-model tier included (fetches the built-in models)
 	@$(BIN)/mechscope data fetch prose || echo "make test: no prose corpus (reason above); tests that need it use code"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
