@@ -29,14 +29,17 @@ from mechscope.training import DictionarySpec, LoopConfig, OptimConfig, TrainCon
 KINDS = {"sae": "SAE on mlp_out", "tc": "transcoder", "skip": "skip transcoder"}
 
 
-def specs_for(layer: int, kinds: list[str], ks: list[int], expansion: int, tc_lrs: list[float] | None = None
-              ) -> list[DictionarySpec]:
-    """One spec per (kind, k); with ``tc_lrs``, one transcoder per learning rate too (named ``..._lr<lr>``)."""
+def specs_for(layer: int, kinds: list[str], ks: list[int], expansion: int, tc_lrs: list[float] | None = None,
+              sae_lrs: list[float] | None = None) -> list[DictionarySpec]:
+    """One spec per (kind, k); with ``tc_lrs`` / ``sae_lrs``, one transcoder / SAE per learning rate (named
+    ``..._lr<lr>``)."""
     mlp_in, mlp_out = f"blocks.{layer}.mlp_in", f"blocks.{layer}.mlp_out"
     out = []
     for kind, k in itertools.product(kinds, ks):
         if kind == "sae":
-            out.append(DictionarySpec("topk", hook=mlp_out, k=k, expansion=expansion, name=f"sae_k{k}"))
+            for lr in sae_lrs or [None]:
+                out.append(DictionarySpec("topk", hook=mlp_out, k=k, expansion=expansion, lr=lr,
+                                          name=f"sae_k{k}" + (f"_lr{lr:g}" if lr else "")))
             continue
         arch = "skip_transcoder" if kind == "skip" else "transcoder"
         for lr in tc_lrs or [None]:
@@ -56,6 +59,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=8e-4)
     p.add_argument("--source", default="mixture", help="training text; evaluation reads SOURCE@heldout")
     p.add_argument("--tc-lrs", default="", help="comma-separated transcoder learning rates to compare (default: --lr)")
+    p.add_argument("--sae-lrs", default="", help="comma-separated SAE learning rates to compare (default: --lr)")
+    p.add_argument("--row-norm-cap", type=float, default=8.0, help="LoopConfig.row_norm_cap (0: none)")
     p.add_argument("--eval-contexts", type=int, default=48)
     p.add_argument("--no-center", action="store_true", help="train transcoders without input centring (ablation)")
     p.add_argument("--threads", type=int, default=2)
@@ -88,10 +93,13 @@ def main() -> None:
     steps = args.tokens // args.batch
     cfg = TrainConfig(optim=OptimConfig(lr=args.lr, warmup_steps=min(50, steps // 10)),
                       loop=LoopConfig(steps=steps, log_every=max(1, steps // 10),
-                                      center_transcoder_input=not args.no_center))
+                                      center_transcoder_input=not args.no_center,
+                                      row_norm_cap=args.row_norm_cap or None))
     t1 = time.time()
     tc_lrs = [float(v) for v in args.tc_lrs.split(",") if v]
-    result = train(store, specs_for(args.layer, kinds, ks, args.expansion, tc_lrs), cfg, out=args.out, overwrite=True,
+    sae_lrs = [float(v) for v in args.sae_lrs.split(",") if v]
+    result = train(store, specs_for(args.layer, kinds, ks, args.expansion, tc_lrs, sae_lrs), cfg, out=args.out,
+                   overwrite=True,
                    model_name="smollm2-135m")
     train_s = time.time() - t1
     report = evaluate(model, result.dictionaries, eval_ctx, model_batch=16).to_json()["dictionaries"]
@@ -99,7 +107,8 @@ def main() -> None:
     for name, ev in report.items():
         table[name] = {"fvu": ev["fvu"], "ce_recovered": ev["downstream"]["ce_recovered"], "l0": ev["l0"],
                        "dead_fraction": ev["dead_fraction"]}
-    print(json.dumps({"layer": args.layer, "tokens": steps * args.batch, "source": args.source,
+    print(json.dumps({"layer": args.layer, "tokens": steps * args.batch, "source": args.source, "batch": args.batch,
+                      "lr": args.lr, "row_norm_cap": args.row_norm_cap,
                       "expansion": args.expansion, "center": not args.no_center, "harvest_s": round(harvest_s),
                       "train_s": round(train_s), "results": table}, indent=1))
     print(f"\n| k | {' | '.join(KINDS[k] + ' CE rec. / FVU / dead' for k in kinds)} |")

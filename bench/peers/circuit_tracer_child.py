@@ -18,6 +18,7 @@ and an output folder; the graph goes to OUT/graph.safetensors and the timings/me
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from importlib.metadata import version
@@ -72,6 +73,24 @@ def hf_llama(folder: Path, cfg: dict):
     return model.eval()
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set (Linux: writing 5 to /proc/self/clear_refs resets VmHWM)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb(field: str = "VmHWM") -> float | None:
+    """VmHWM, the peak resident set since the last reset (or VmRSS, the current one), in MiB (None off Linux)."""
+    try:
+        m = re.search(field + r":\s+(\d+) kB", Path("/proc/self/status").read_text())
+    except OSError:
+        return None
+    return int(m.group(1)) / 1024 if m else None
+
+
 def main() -> None:
     req = json.loads(Path(sys.argv[1]).read_text())
     torch.set_num_threads(req.get("threads", torch.get_num_threads()))
@@ -113,12 +132,16 @@ def main() -> None:
         tl_logits = model(tokens[None])[0, -1]
     kw = dict(max_n_logits=req["max_n_logits"], desired_logit_prob=req["desired_logit_prob"],
               batch_size=req["batch_size"], max_feature_nodes=req.get("max_feature_nodes"))
-    times = []
+    times, peaks, before = [], [], []
     graph = None
     for _ in range(req.get("warmup", 0) + req.get("runs", 1)):
+        graph = None  # the previous graph's memory is not this run's
+        reset = reset_peak_rss()
+        before.append(peak_rss_mb("VmRSS"))
         t = time.perf_counter()
         graph = attribute(tokens, model, **kw)
         times.append(time.perf_counter() - t)
+        peaks.append(peak_rss_mb() if reset else None)
     times = times[req.get("warmup", 0):]
     assert graph is not None
     out = Path(req["out"])
@@ -138,6 +161,7 @@ def main() -> None:
     (out / "meta.json").write_text(json.dumps({
         "versions": {p: version(p) for p in ("circuit-tracer", "transformer-lens", "transformers", "torch")},
         "load_s": load_s, "attribute_s": times, "threads": torch.get_num_threads(),
+        "peak_rss_mb": peaks[req.get("warmup", 0):], "rss_before_mb": before[req.get("warmup", 0):],
         "n_active": int(graph.active_features.shape[0]), "n_selected": int(sel.shape[0]),
         "graph_scores": list(compute_graph_scores(graph)),  # (replacement, completeness) of the unpruned graph
     }, indent=1))

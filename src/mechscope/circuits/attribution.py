@@ -53,6 +53,9 @@ class AttributionConfig:
     """Most feature nodes whose rows are computed (chosen by influence); None means every active feature."""
     batch_size: int = 32
     """Targets per backward pass (the prompt is replayed this many times; memory grows with it)."""
+    update_interval: int = 4
+    """Batches of feature rows computed between two re-estimates of influence (circuit-tracer's default); when every
+    active feature is requested no ranking is needed and none is computed."""
     drop_bos_features: bool = True
     """Leave out features at position 0 when the prompt starts with the tokenizer's BOS (they carry no signal).
     Their decoded output stays in the frozen replacement model as a constant; the position-0 error nodes keep their
@@ -60,8 +63,8 @@ class AttributionConfig:
     position-0 error columns are 0 where mechscope's are not; every other edge agrees (bench/RESULTS.md)."""
 
     def __post_init__(self) -> None:
-        if self.max_n_logits < 1 or self.batch_size < 1:
-            raise ValueError("max_n_logits and batch_size must be >= 1")
+        if self.max_n_logits < 1 or self.batch_size < 1 or self.update_interval < 1:
+            raise ValueError("max_n_logits, batch_size and update_interval must be >= 1")
         if not 0 < self.desired_logit_prob <= 1:
             raise ValueError("desired_logit_prob must be in (0, 1]")
         if self.max_feature_nodes is not None and self.max_feature_nodes < 0:
@@ -111,12 +114,25 @@ class _RowComputer:
         self.rm, self.state, self.active, self.batch = rm, state, active, batch
         self.run: RunOutput = rm.run(state, batch=batch, probes=True, stop_at_final_norm=True)
         self.layers = sorted({int(l) for l in active.layer.tolist()})
-        self.dec: dict[int, dict[int, Tensor]] = {}
         self.cols: dict[int, Tensor] = {}
+        # Decoder vectors laid out per position, (T, slots, D) with zero padding, so a feature column is one batched
+        # product over positions (n, T, D) x (T, slots, D) -> (n, T, slots) instead of a gathered (n, n_l, D) copy.
+        self.dec: dict[int, dict[int, Tensor]] = {}
+        self.slot: dict[int, Tensor] = {}
+        T = state.n_pos
         for l in self.layers:
             sel = (active.layer == l).nonzero(as_tuple=True)[0]
             self.cols[l] = sel
-            self.dec[l] = {m: v.float() for m, v in rm.tc.decoder_vectors(l, active.idx[sel]).items()}
+            pos = active.pos[sel]  # sorted: active features are ordered by (layer, pos, index)
+            counts = torch.bincount(pos, minlength=T)
+            slot = torch.arange(len(pos)) - (counts.cumsum(0) - counts)[pos]
+            self.slot[l] = slot
+            width = int(counts.max()) if len(pos) else 0
+            self.dec[l] = {}
+            for m, v in rm.tc.decoder_vectors(l, active.idx[sel]).items():
+                pad = torch.zeros(T, width, v.shape[-1])
+                pad[pos, slot] = v.float()
+                self.dec[l][m] = pad
 
     @property
     def n_cols(self) -> int:
@@ -141,11 +157,13 @@ class _RowComputer:
         n = len(seeds)
         out = torch.zeros(n, self.n_cols)
         for l in self.layers:  # feature columns
-            pos = self.active.pos[self.cols[l]]
-            acc = torch.zeros(n, len(pos))
-            for m, vecs in self.dec[l].items():
-                acc += (g[f"mlp_out.{m}"][:n, pos, :] * vecs[None]).sum(-1)  # (n, n_l)
-            out[:, self.cols[l]] = acc * self.active.value[self.cols[l]]
+            pos, slot = self.active.pos[self.cols[l]], self.slot[l]
+            acc: Tensor | None = None  # (n, T, slots)
+            for m, pad in self.dec[l].items():
+                term = torch.einsum("ntd,tkd->ntk", g[f"mlp_out.{m}"][:n], pad)
+                acc = term if acc is None else acc + term
+            if acc is not None:
+                out[:, self.cols[l]] = acc[:, pos, slot] * self.active.value[self.cols[l]]
         base = len(self.active.value)
         for l in range(self.rm.n_layers):  # error columns, layer-major
             out[:, base + l * T: base + (l + 1) * T] = (g[f"mlp_out.{l}"][:n] * st.errors[l].float()).sum(-1)
@@ -190,31 +208,33 @@ def attribute(model: HookedModel, transcoders: Transcoders | TranscoderStack, pr
     for l in comp.layers:
         feat_vec[comp.cols[l]] = enc[l]
 
-    rows: list[Tensor] = []
-    row_cols: list[int] = []  # column of the row's node (-1 for logits)
-    for i in range(0, len(logit_ids), cfg.batch_size):
-        seeds = [("final_norm", -1, T - 1, dirs[j]) for j in range(i, min(i + cfg.batch_size, len(logit_ids)))]
-        rows.append(comp.rows(seeds))
-        row_cols += [-1] * len(seeds)
+    n_log = len(logit_ids)
+    R = torch.zeros(n_log + limit, comp.n_cols)  # rows of direct effects, logits first, in computation order
+    rc = torch.full((n_log + limit,), -1, dtype=torch.long)  # column of each row's node (-1 for logits)
+    for i in range(0, n_log, cfg.batch_size):
+        seeds = [("final_norm", -1, T - 1, dirs[j]) for j in range(i, min(i + cfg.batch_size, n_log))]
+        R[i:i + len(seeds)] = comp.rows(seeds)
     done = torch.zeros(n_act, dtype=torch.bool)
-    weights_logits = logit_probs.float()
+    n_rows = n_log
+    w = torch.zeros(n_log + limit)
+    w[:n_log] = logit_probs.float()
     bar = tqdm(total=limit, desc="feature rows", disable=limit < 4 * cfg.batch_size, leave=False)
-    while int(done.sum()) < limit:
-        R = torch.cat(rows)
-        w = torch.zeros(len(R))
-        w[:len(logit_ids)] = weights_logits
-        inf = _influence(R, torch.tensor(row_cols), w, comp.n_cols, depth=L + 2)[:n_act]
-        inf[done] = -1.0
-        k = min(cfg.batch_size, limit - int(done.sum()))
-        pick = inf.topk(k).indices
-        seeds = [("mlp_in", int(active.layer[c]), int(active.pos[c]), feat_vec[c]) for c in pick.tolist()]
-        rows.append(comp.rows(seeds))
-        row_cols += pick.tolist()
-        done[pick] = True
-        bar.update(k)
+    while n_rows - n_log < limit:
+        if limit == n_act:  # every feature: order does not matter
+            pending = torch.arange(n_act)
+        else:
+            inf = _influence(R[:n_rows], rc[:n_rows], w[:n_rows], comp.n_cols, depth=L + 2)[:n_act]
+            rank = inf.argsort(descending=True)
+            pending = rank[~done[rank]][:min(cfg.update_interval * cfg.batch_size, limit - (n_rows - n_log))]
+        for start in range(0, len(pending), cfg.batch_size):
+            pick = pending[start:start + cfg.batch_size]
+            seeds = [("mlp_in", int(active.layer[c]), int(active.pos[c]), feat_vec[c]) for c in pick.tolist()]
+            R[n_rows:n_rows + len(pick)] = comp.rows(seeds)
+            rc[n_rows:n_rows + len(pick)] = pick
+            done[pick] = True
+            n_rows += len(pick)
+            bar.update(len(pick))
     bar.close()
-    R = torch.cat(rows)
-    rc = torch.tensor(row_cols)
     return _assemble(model, state, active, R, rc, logit_ids, logit_probs, done, rm)
 
 
