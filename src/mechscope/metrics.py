@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
@@ -114,6 +113,12 @@ def prob(target: int | Sequence[int] | Tensor, pos: int | Tensor = -1) -> Metric
     return Metric(fn, "prob")
 
 
+def kl_divergence(ref_logp: Tensor, logp: Tensor) -> Tensor:
+    """KL(ref || q) over the last dimension from log-probabilities: ``sum exp(ref_logp) * (ref_logp - logp)``
+    (shapes broadcast). The one KL of mechscope: patching metrics, lenses and ACDC use it."""
+    return (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+
+
 def kl_div(reference: Float[Tensor, "batch pos vocab"] | Float[Tensor, "batch vocab"], pos: int | Tensor = -1
            ) -> Metric:
     """KL(reference || patched) at ``pos``, per prompt. ``reference`` is logits (full or at ``pos`` already)."""
@@ -125,7 +130,7 @@ def kl_div(reference: Float[Tensor, "batch pos vocab"] | Float[Tensor, "batch vo
         if logp.shape != ref_logp.shape:
             raise MetricShapeError(f"kl_div reference has shape {tuple(ref_logp.shape)} (batch, vocab) but the "
                                    f"patched logits give {tuple(logp.shape)}")
-        return F.kl_div(logp, ref_logp.to(logp.device), log_target=True, reduction="none").sum(-1)
+        return kl_divergence(ref_logp.to(logp.device), logp)
 
     return Metric(fn, "kl_div")
 

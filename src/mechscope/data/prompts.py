@@ -21,7 +21,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from ..interventions.metrics import Metric
+    from ..metrics import Metric
     from ..models.hooked import HookedModel
 
 NAMES = (" Mary", " John", " Alice", " Bob", " Tom", " James", " Sarah", " David", " Anna", " Michael", " Lisa",
@@ -53,7 +53,7 @@ class IOIPrompts:
 
     def metric(self) -> Metric:
         """Logit difference IO minus S at the last position, per prompt."""
-        from ..interventions.metrics import logit_diff
+        from ..metrics import logit_diff
 
         return logit_diff(self.answer_ids, self.wrong_ids)
 

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..models.hooked import set_splicer
 from .base import Dictionary
 from .clt import CrossLayerTranscoder
 from .crosscoder import Crosscoder
@@ -290,3 +291,6 @@ def spliced(model: Any, dicts_and_sites: SpliceSpec | Sequence[SpliceSpec], keep
         hooks += new
     with model.hooks(hooks):
         yield state
+
+
+set_splicer(spliced)  # HookedModel.spliced(...) is spliced(model, ...); models cannot import dictionaries

@@ -1,8 +1,8 @@
 """Causal interventions: activation and path patching, attribution patching, ablation, metrics."""
 
+from ..metrics import Metric, MetricShapeError, as_metric, kl_div, logit_diff, prob, user_metric
 from .ablation import ablate, ablate_attn, ablate_heads, ablate_mlp, ablate_neurons, ablate_positions
 from .attribution import AttributionCheck, AttributionResult, attribution_check, attribution_patch
-from .metrics import Metric, MetricShapeError, as_metric, kl_div, logit_diff, prob, user_metric
 from .patching import (
                        Cell,
                        PatchInputError,

@@ -22,9 +22,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..metrics import Metric, as_metric
 from ..models.hooked import HookedModel
 from ..models.tokens import Inputs
-from .metrics import Metric, as_metric
 from .patching import HEAD_KINDS, Direction, patch_sweep, position_labels, prepare
 from .results import PatchResult, correlation
 

@@ -25,9 +25,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..metrics import Metric, as_metric
 from ..models.hooked import HookedModel
 from ..models.tokens import Inputs, Tokens
-from .metrics import Metric, as_metric
 from .results import PatchResult
 
 HEAD_KINDS = ("attn.q", "attn.k", "attn.v", "attn.z")  # (B, T, H, Dh)

@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..metrics import Metric, as_metric
 from ..models.hooked import HookedModel
 from ..models.tokens import Inputs, Tokens
-from .metrics import Metric, as_metric
 from .patching import Cell, Direction, cell_index, prepare, run_variants
 from .results import PatchResult
 

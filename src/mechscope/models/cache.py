@@ -16,12 +16,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..models.hook_points import HookNameError, block_name, normalise_kind
+from .hook_points import HookNameError, block_name, normalise_kind
 
 if TYPE_CHECKING:
-    from ..models.hooked import HookedModel
-    from ..models.tokens import Tokens
-    from .attention import AttentionPattern
+    from .attention_pattern import AttentionPattern
+    from .hooked import HookedModel
+    from .tokens import Tokens
 
 
 class ActivationCache(Mapping):
@@ -81,7 +81,7 @@ class ActivationCache(Mapping):
     def attention(self, layer: int, prompt: int = 0) -> AttentionPattern:
         """Layer ``layer``'s attention pattern for ``prompt`` (padding removed), with a per-head notebook viewer.
         Needs ``blocks.{layer}.attn.pattern`` in the cache."""
-        from .attention import AttentionPattern
+        from .attention_pattern import AttentionPattern
 
         if layer < 0:
             layer += self.model.cfg.n_layers

@@ -27,9 +27,19 @@ from .norms import NormSpec
 from .tokens import Inputs, Tokens, encode, tokenizer_adds_bos
 
 if TYPE_CHECKING:
-    from ..activations.cache import ActivationCache
+    from .cache import ActivationCache
 
 log = logging.getLogger(__name__)
+
+
+_splicer: Callable[..., Any] | None = None
+
+
+def set_splicer(fn: Callable[..., Any]) -> None:
+    """Install ``HookedModel.spliced``'s implementation (:func:`mechscope.dictionaries.splice.spliced` calls this
+    when imported)."""
+    global _splicer
+    _splicer = fn
 
 
 class HookedModel:
@@ -104,10 +114,13 @@ class HookedModel:
             yield self
 
     def spliced(self, *args: Any, **kwargs: Any):
-        """Replace activations with dictionary reconstructions; see :func:`mechscope.dictionaries.splice.spliced`."""
-        from ..dictionaries.splice import spliced
+        """Replace activations with dictionary reconstructions; see :func:`mechscope.dictionaries.splice.spliced`.
 
-        return spliced(self, *args, **kwargs)
+        Dictionaries sit above models, so :mod:`mechscope.dictionaries.splice` hands its function in
+        (:func:`set_splicer`) instead of models importing it; ``import mechscope`` always loads it."""
+        if _splicer is None:
+            raise RuntimeError("splicing needs mechscope.dictionaries: import mechscope (or mechscope.dictionaries)")
+        return _splicer(self, *args, **kwargs)
 
     # -- tokens ----------------------------------------------------------------------------------------------
     def to_tokens(self, text: str | Sequence[str], prepend_bos: bool | None = None,
@@ -195,7 +208,7 @@ class HookedModel:
         keeps the autograd graph; ``device`` / ``dtype`` move cached tensors as they are recorded (e.g. to CPU and
         float16 to save memory; ``dtype`` takes the names ``load_model`` takes, such as ``"bf16"``).
         """
-        from ..activations.cache import ActivationCache
+        from .cache import ActivationCache
 
         if dtype is not None:
             dtype = parse_dtype(dtype)
