@@ -35,6 +35,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..metrics import kl_divergence
 from ..models.hooked import HookedModel
 from ..models.hooking import Hook
 
@@ -63,8 +64,12 @@ class AcdcResult:
     """Kept ``(sender, receiver)`` edges."""
     all_edges: list[tuple[str, str]]
     loss_full: float
+    """The metric of the model itself on the clean prompts."""
     loss_circuit: float
+    """The metric with only the kept edges."""
     loss_empty: float
+    """The metric with every edge ablated: the corrupted run under ``resample`` ablation, except that with
+    ``include_mlps=False`` the MLPs are not in the graph, so their outputs are left out of the final residual."""
     scores: dict[tuple[str, str], float] = field(default_factory=dict)
     """Loss increase measured when each edge was tested."""
 
@@ -225,7 +230,7 @@ def kl_loss(full: Tensor, new: Tensor, positions: Tensor | None = None) -> float
     if positions is not None:
         full, new = full[:, positions], new[:, positions]
     lp, lq = full.log_softmax(-1), new.log_softmax(-1)
-    return float((lp.exp() * (lp - lq)).sum(-1).mean())
+    return float(kl_divergence(lp, lq).mean())
 
 
 def acdc(model: HookedModel, clean: Tensor, corrupt: Tensor | None = None, cfg: AcdcConfig | None = None, *,

@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..metrics import kl_divergence
 from ..models.hooked import HookedModel
 from ..models.tokens import Inputs, Tokens
 
@@ -64,7 +65,7 @@ class LensResult:
         """KL(final || layer) per layer and position; ``final`` defaults to the last row (the model's logits)."""
         logp = self.log_probs()
         ref = logp[-1] if final is None else final.float().log_softmax(-1)
-        return (ref.exp() * (ref - logp)).sum(-1)
+        return kl_divergence(ref, logp)
 
     def mean_kl(self, final: Tensor | None = None) -> Float[Tensor, " layers"]:
         """KL to the final distribution per layer, averaged over prompts and real (unpadded) positions."""

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..files import atomic_write
+from ..metrics import kl_divergence
 from ..models.hooked import HookedModel
 from ..models.tokens import Inputs
 from ..validation import check_finite_fields
@@ -168,7 +169,7 @@ def pack_corpus(model: HookedModel, texts: Iterable[str] | Tensor, seq_len: int)
 
 def _kl(final_logp: Tensor, logits: Tensor) -> Tensor:
     logp = logits.float().log_softmax(-1)
-    return (final_logp.exp() * (final_logp - logp)).sum(-1).mean()
+    return kl_divergence(final_logp, logp).mean()
 
 
 def train_tuned_lens(model: HookedModel, corpus: Iterable[str] | Tensor, config: TunedLensConfig | None = None, *,

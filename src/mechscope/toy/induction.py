@@ -29,6 +29,7 @@ from torch import Tensor
 from tqdm.auto import trange
 
 from ..files import atomic_folder
+from ..metrics import kl_divergence
 from ..models.hooked import HookedModel
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def acdc_task(model: HookedModel, cfg: InductionConfig, n: int = 32, seed: int =
 
     def loss_fn(logits: Tensor) -> float:
         lq = logits.float().log_softmax(-1)
-        kl = (full.exp() * (full - lq)).sum(-1)  # (B, S)
+        kl = kl_divergence(full, lq)  # (B, S)
         return float((kl * m).sum() / m.sum())
 
     return clean, corrupt, loss_fn
