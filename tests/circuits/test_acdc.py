@@ -40,8 +40,28 @@ def test_logit_diff_metric_runs_on_tiny_model(tmp_path):
     gen = torch.Generator().manual_seed(2)
     clean, corrupt = torch.randint(0, 256, (2, 5), generator=gen), torch.randint(0, 256, (2, 5), generator=gen)
     cfg = AcdcConfig(threshold=0.05, metric="logit_diff", include_mlps=False)
-    r = acdc(model, clean, corrupt, cfg, answers=torch.tensor([1, 2]), wrong=torch.tensor([3, 4]))
-    assert len(r.edges) < len(r.all_edges) and r.loss_full <= r.loss_empty + 10
+    answers, wrong = torch.tensor([1, 2]), torch.tensor([3, 4])
+    r = acdc(model, clean, corrupt, cfg, answers=answers, wrong=wrong)
+    assert len(r.edges) < len(r.all_edges)
+
+    def minus_logit_diff(logits: torch.Tensor) -> float:
+        x = logits[:, -1].detach().float()
+        return -float((x[[0, 1], answers] - x[[0, 1], wrong]).mean())
+
+    # loss_full is the metric of the model itself on the clean prompts.
+    assert r.loss_full == pytest.approx(minus_logit_diff(model(clean)), abs=1e-6)
+    # loss_empty: every edge carries its corrupted value, so the logits read the corrupted run's embedding, head
+    # outputs and attention biases. With include_mlps=False the MLPs are not in the graph at all, so their outputs
+    # are missing too: loss_empty is the corrupted run with every MLP output taken out of the final residual, not
+    # the corrupted run itself (for these prompts they differ by about 0.02).
+    L = model.cfg.n_layers
+    with torch.no_grad():
+        _, cache = model.run_with_cache(corrupt, names=[f"blocks.{l}.mlp_out" for l in range(L)], stop_early=False)
+        mlp_total = sum(cache[f"blocks.{l}.mlp_out"] for l in range(L))
+        with model.hooks([(f"blocks.{L - 1}.resid_post", lambda act, hook: act - mlp_total)]):
+            corrupt_without_mlps = model(corrupt)
+    assert r.loss_empty == pytest.approx(minus_logit_diff(corrupt_without_mlps), abs=1e-5)
+    assert abs(r.loss_empty - minus_logit_diff(model(corrupt))) > 1e-3  # the MLPs do matter here
     draw(r, str(tmp_path / "c.png"), model.cfg.n_layers, model.cfg.n_heads)
     assert (tmp_path / "c.png").stat().st_size > 1000
     json.dumps(r.to_json())
