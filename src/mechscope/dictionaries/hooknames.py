@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 
-# canonical block kind -> TransformerLens suffix (export direction; one choice per kind)
+from ..models.hook_points import TL_BLOCK_ALIASES, TL_GLOBAL_ALIASES
+
+# canonical block kind -> TransformerLens suffix (export direction: the one name written for each kind; every one of
+# them reads back through the alias table of models.hook_points, the single source of the import direction)
 _TO_TL: dict[str, str] = {
     "resid_pre": "hook_resid_pre",
     "resid_mid": "hook_resid_mid",
@@ -26,10 +29,11 @@ _TO_TL: dict[str, str] = {
     "attn_in": "ln1.hook_normalized",
 }
 # TransformerLens suffix -> canonical kind (import direction; several TL names map to one kind)
-_FROM_TL: dict[str, str] = {v: k for k, v in _TO_TL.items()} | {"hook_mlp_in": "mlp_in", "mlp.hook_in": "mlp_in",
-                                                       "mlp.hook_out": "mlp_out"}  # circuit-tracer Qwen3 sets
+_FROM_TL: dict[str, str] = TL_BLOCK_ALIASES
 _GLOBAL_TO_TL = {"embed": "hook_embed", "pos_embed": "hook_pos_embed", "final_norm": "ln_final.hook_normalized"}
-_GLOBAL_FROM_TL = {v: k for k, v in _GLOBAL_TO_TL.items()}
+_GLOBAL_FROM_TL: dict[str, str] = TL_GLOBAL_ALIASES
+assert all(_FROM_TL[tl] == kind for kind, tl in _TO_TL.items()), "an export name that does not read back"
+assert all(_GLOBAL_FROM_TL[tl] == kind for kind, tl in _GLOBAL_TO_TL.items()), "an export name that does not read back"
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 

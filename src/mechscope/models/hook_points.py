@@ -44,8 +44,9 @@ BLOCK_KINDS: tuple[str, ...] = (
 GLOBAL_BEFORE: tuple[str, ...] = ("embed", "pos_embed")
 GLOBAL_AFTER: tuple[str, ...] = ("final_norm", "logits")
 
-# TransformerLens names -> canonical kinds (``blocks.L.hook_resid_post`` style and the usual component names).
-_TL_BLOCK_ALIASES: dict[str, str] = {
+# TransformerLens names -> canonical kinds (``blocks.L.hook_resid_post`` style and the usual component names). The one
+# table of these aliases: dictionaries.hooknames reads foreign cfg.json hook names through it too.
+TL_BLOCK_ALIASES: dict[str, str] = {
     "hook_resid_pre": "resid_pre",
     "hook_resid_mid": "resid_mid",
     "hook_resid_post": "resid_post",
@@ -60,8 +61,10 @@ _TL_BLOCK_ALIASES: dict[str, str] = {
     "attn.hook_z": "attn.z",
     "attn.hook_pattern": "attn.pattern",
     "mlp.hook_post": "mlp.post",
+    "mlp.hook_in": "mlp_in",  # circuit-tracer's Qwen3 transcoder sets
+    "mlp.hook_out": "mlp_out",
 }
-_TL_GLOBAL_ALIASES: dict[str, str] = {
+TL_GLOBAL_ALIASES: dict[str, str] = {
     "hook_embed": "embed",
     "hook_pos_embed": "pos_embed",
     "ln_final.hook_normalized": "final_norm",
@@ -77,7 +80,7 @@ KIND_ALIASES: dict[str, str] = {
     "router_logits": "mlp.router_logits",
     "router_weights": "mlp.router_weights",
     "expert_out": "mlp.expert_out",
-    **{k.removeprefix("hook_"): v for k, v in _TL_BLOCK_ALIASES.items() if k.startswith("hook_")},
+    **{k.removeprefix("hook_"): v for k, v in TL_BLOCK_ALIASES.items() if k.startswith("hook_")},
 }
 
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
@@ -110,7 +113,7 @@ def block_name(layer: int, kind: str) -> str:
 def normalise_kind(kind: str) -> str:
     """Map a short or TransformerLens kind (``"hook_resid_post"``, ``"z"``) to a canonical block kind."""
     kind = KIND_ALIASES.get(kind, kind)
-    return _TL_BLOCK_ALIASES.get(kind, kind)
+    return TL_BLOCK_ALIASES.get(kind, kind)
 
 
 class HookNamespace:
@@ -160,8 +163,8 @@ class HookNamespace:
         raise HookNameError(self._explain(name, canonical))
 
     def _canonical(self, name: str) -> str:
-        if name in _TL_GLOBAL_ALIASES:
-            return _TL_GLOBAL_ALIASES[name]
+        if name in TL_GLOBAL_ALIASES:
+            return TL_GLOBAL_ALIASES[name]
         m = _BLOCK_RE.match(name)
         if m:
             return block_name(int(m.group(1)), normalise_kind(m.group(2)))
