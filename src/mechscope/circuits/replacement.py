@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..models.hooked import HookedModel
 from ..models.hooking import Hook, StopForward, catch_stop
-from ..models.norms import NormSpec
+from ..models.norms import NormSpec, norm_modules
 from ..models.tokens import Inputs
 from .transcoders import Transcoders, TranscoderStack
 
@@ -41,12 +41,6 @@ log = logging.getLogger(__name__)
 
 FeatureEdit = Callable[[int, Tensor], Tensor]
 """``edit(layer, acts) -> acts``: change the (batch, pos, d_sae) feature activations read at ``layer``."""
-
-
-def norm_modules(model: HookedModel) -> dict[str, nn.Module]:
-    """Every normalisation module of the HF model (class name containing ``Norm``), by module path."""
-    return {name: m for name, m in model.hf.named_modules()
-            if name and ("norm" in type(m).__name__.lower()) and not list(m.children())}
 
 
 @dataclass

@@ -26,43 +26,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..models.hooked import HookedModel
-from ..models.norms import NormSpec
+from ..models.norms import mlp_in_norm
 from .graph import AttributionGraph
-from .replacement import FrozenState, ReplacementModel, norm_modules
+from .replacement import FrozenState, ReplacementModel
 from .transcoders import TranscoderStack
-
-
-def mlp_in_norm(model: HookedModel, layer: int) -> tuple[str, NormSpec]:
-    """The (module path, spec) of the norm whose output is ``blocks.layer.mlp_in`` (found by running the model)."""
-    return _mlp_in_norms(model)[layer]
-
-
-_CACHE: dict[int, dict[int, tuple[str, NormSpec]]] = {}
-
-
-def _mlp_in_norms(model: HookedModel) -> dict[int, tuple[str, NormSpec]]:
-    if id(model) in _CACHE:
-        return _CACHE[id(model)]
-    norms = norm_modules(model)
-    outs: dict[str, Tensor] = {}
-    handles = []
-    for name, m in norms.items():
-        handles.append(m.register_forward_hook(lambda mod, a, o, name=name: outs.__setitem__(name, o.detach())))
-    try:
-        names = [f"blocks.{l}.mlp_in" for l in range(model.cfg.n_layers)]
-        _, cache = model.run_with_cache(torch.tensor([[1, 2, 3]]), names=names)
-    finally:
-        for h in handles:
-            h.remove()
-    found: dict[int, tuple[str, NormSpec]] = {}
-    for l in range(model.cfg.n_layers):
-        x = cache[f"blocks.{l}.mlp_in"]
-        hits = [n for n, o in outs.items() if o.shape == x.shape and torch.equal(o, x)]
-        if not hits:
-            raise ValueError(f"no norm module produces blocks.{l}.mlp_in; weight-based circuits need a pre-MLP norm")
-        found[l] = (hits[0], NormSpec.from_module(norms[hits[0]], model.adapter.norm_kind))
-    _CACHE[id(model)] = found
-    return found
 
 
 def _direct_decoder(tc: TranscoderStack, src_layer: int, idx: Tensor, tgt_layer: int) -> Tensor:

@@ -19,11 +19,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..models import norms
+from ..models.norms import NormSpec
 from .source import FeatureError
-
-# Module names (inside a block) of the norm in front of the MLP, by family; Gemma's pre_feedforward_layernorm
-# comes first because its post_attention_layernorm is the attention-output norm.
-_MLP_IN_NORMS = ("pre_feedforward_layernorm", "post_attention_layernorm", "ln_2", "ln2")
 
 
 @dataclass
@@ -114,15 +112,13 @@ def logit_effects(model: Any, dictionary: Any = None, features: Sequence[int] | 
     return out
 
 
-def mlp_in_norm(model: Any, layer: int):
-    """The :class:`~mechscope.models.norms.NormSpec` of the norm in front of block ``layer``'s MLP."""
-    from ..models.norms import NormSpec
-
-    block = model.blocks[layer]
-    for name in _MLP_IN_NORMS:
-        if hasattr(block, name):
-            return NormSpec.from_module(getattr(block, name), model.adapter.norm_kind)
-    raise FeatureError(f"cannot find the MLP-input norm of block {layer} (looked for {', '.join(_MLP_IN_NORMS)})")
+def mlp_in_norm(model: Any, layer: int) -> NormSpec:
+    """The :class:`~mechscope.models.norms.NormSpec` of the norm in front of block ``layer``'s MLP
+    (:func:`mechscope.models.norms.mlp_in_norm`)."""
+    try:
+        return norms.mlp_in_norm(model, layer)[1]
+    except ValueError as e:
+        raise FeatureError(f"cannot find the MLP-input norm of block {layer}: {e}") from e
 
 
 @torch.no_grad()

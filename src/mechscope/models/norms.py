@@ -7,11 +7,16 @@ Direct logit attribution, per-head splits through Gemma's post-norms and lenses 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from .hooked import HookedModel
 
 
 @dataclass(frozen=True)
@@ -58,3 +63,44 @@ class NormSpec:
 
     def __call__(self, x: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
         return self.apply_linear(x, self.scale(x)) + self.bias_term()
+
+
+def norm_modules(model: HookedModel) -> dict[str, nn.Module]:
+    """Every normalisation module of the HF model (class name containing ``Norm``), by module path."""
+    return {name: m for name, m in model.hf.named_modules()
+            if name and ("norm" in type(m).__name__.lower()) and not list(m.children())}
+
+
+_MLP_IN_NORMS: weakref.WeakKeyDictionary[HookedModel, dict[int, tuple[str, NormSpec]]] = weakref.WeakKeyDictionary()
+
+
+def mlp_in_norms(model: HookedModel) -> dict[int, tuple[str, NormSpec]]:
+    """Layer -> (module path, spec) of the norm whose output is ``blocks.L.mlp_in``, found once per model by running
+    it on three tokens and matching every norm module's output against the hook point."""
+    if model in _MLP_IN_NORMS:
+        return _MLP_IN_NORMS[model]
+    norms = norm_modules(model)
+    outs: dict[str, Tensor] = {}
+    handles = []
+    for name, m in norms.items():
+        handles.append(m.register_forward_hook(lambda mod, a, o, name=name: outs.__setitem__(name, o.detach())))
+    try:
+        names = [f"blocks.{l}.mlp_in" for l in range(model.cfg.n_layers)]
+        _, cache = model.run_with_cache(torch.tensor([[1, 2, 3]]), names=names)
+    finally:
+        for h in handles:
+            h.remove()
+    found: dict[int, tuple[str, NormSpec]] = {}
+    for l in range(model.cfg.n_layers):
+        x = cache[f"blocks.{l}.mlp_in"]
+        hits = [n for n, o in outs.items() if o.shape == x.shape and torch.equal(o, x)]
+        if not hits:
+            raise ValueError(f"no norm module produces blocks.{l}.mlp_in (this family has no pre-MLP norm)")
+        found[l] = (hits[0], NormSpec.from_module(norms[hits[0]], model.adapter.norm_kind))
+    _MLP_IN_NORMS[model] = found
+    return found
+
+
+def mlp_in_norm(model: HookedModel, layer: int) -> tuple[str, NormSpec]:
+    """The (module path, spec) of the norm whose output is ``blocks.layer.mlp_in``; see :func:`mlp_in_norms`."""
+    return mlp_in_norms(model)[layer]
