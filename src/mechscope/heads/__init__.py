@@ -1,5 +1,13 @@
 """Attention-head detectors (previous-token, induction, duplicate-token, attention sink)."""
 
-from .detectors import KINDS, HeadScores, column_score, diagonal_score, head_scores, scores_from_pattern
+from .detectors import (
+    KINDS,
+    HeadScores,
+    column_score,
+    diagonal_score,
+    head_scores,
+    pairs_score,
+    scores_from_pattern,
+)
 
-__all__ = ["KINDS", "HeadScores", "column_score", "diagonal_score", "head_scores", "scores_from_pattern"]
+__all__ = ["KINDS", "HeadScores", "column_score", "diagonal_score", "head_scores", "pairs_score", "scores_from_pattern"]

@@ -39,6 +39,13 @@ def diagonal_score(pattern: Float[Tensor, "batch heads q k"], offset: int, queri
     return pattern[:, :, q, k].float().mean((0, 2))  # (H,)
 
 
+def pairs_score(pattern: Float[Tensor, "batch heads q k"], rows: Tensor, queries: Tensor, keys: Tensor
+                ) -> Float[Tensor, " heads"]:
+    """Mean attention over ``(rows[i], queries[i] -> keys[i])`` triples, per head: :func:`diagonal_score` for data
+    whose offsets differ from sequence to sequence (the induction toy's random segment lengths)."""
+    return pattern[rows, :, queries, keys].float().mean(0)  # (H,)
+
+
 def column_score(pattern: Float[Tensor, "batch heads q k"], key: int, queries: Sequence[int] | range
                  ) -> Float[Tensor, " heads"]:
     """Mean attention from ``queries`` to one key position, per head."""

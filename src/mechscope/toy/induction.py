@@ -29,6 +29,7 @@ from torch import Tensor
 from tqdm.auto import trange
 
 from ..files import atomic_folder
+from ..heads.detectors import diagonal_score, pairs_score
 from ..metrics import kl_divergence
 from ..models.hooked import HookedModel
 
@@ -171,9 +172,8 @@ def head_scores(model: HookedModel, cfg: InductionConfig, batch: int = 32) -> di
     b, q = mask.nonzero(as_tuple=True)
     for name in names:
         p = cache[name]  # (B, H, T, T)
-        qq = torch.arange(1, tokens.shape[1])
-        prev.append(p[:, :, qq, qq - 1].mean((0, 2)))
-        ind.append(p[b, :, q, q - n[b] + 1].mean(0))
+        prev.append(diagonal_score(p, 1, range(1, tokens.shape[1])))
+        ind.append(pairs_score(p, b, q, q - n[b] + 1))
     return {"previous_token": torch.stack(prev), "induction": torch.stack(ind)}
 
 
