@@ -70,6 +70,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: tupl
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         help_text = docs.get(f.name, "") + ("" if required else f" (default: {default})")
+        help_text = help_text.replace("%", "%%")  # argparse %-formats help: a docstring's "48%" must stay text
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif typing.get_origin(tp) in (list, tuple):

@@ -51,7 +51,7 @@ def _add_group(parser: argparse.ArgumentParser, cls: type, prefix: str, skip: tu
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         base = args[0] if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType) else tp
         default = f.default if f.default is not dataclasses.MISSING else None
-        text = f"{docs.get(f.name, '')} (default: {default})"
+        text = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")  # argparse %-formats help
         flag = "--" + dest.replace("_", "-")
         if base is bool:
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=text)
