@@ -55,7 +55,7 @@ def test_auxk_is_in_mse_units():
     err = x - out.reconstruction
     pre = out.pre_acts.masked_fill(~dead, float("-inf"))
     values, idx = pre.topk(8, dim=-1)
-    e_hat = torch.zeros_like(out.pre_acts).scatter(-1, idx, values.relu()) @ d.W_dec
+    e_hat = torch.zeros_like(out.pre_acts).scatter(-1, idx, values) @ d.W_dec  # raw pre-activations (SAELens)
     expected = (e_hat - err).pow(2).sum(-1).mean()  # k_aux = d_in // 2 = 8 of 32 dead: scale 1
     torch.testing.assert_close(terms["auxk"], expected, rtol=1e-5, atol=1e-5)
 
@@ -160,3 +160,22 @@ def test_row_norm_cap_keeps_massive_rows_from_swamping_the_rest():
     poorly; capped at 8x the median norm they weigh like ordinary-but-large rows and the rest is learned."""
     fvu_uncapped, fvu_capped = _outlier_run(None), _outlier_run(8.0)
     assert fvu_capped < 0.75 * fvu_uncapped, (fvu_capped, fvu_uncapped)  # measured 0.25 vs 0.41
+
+
+def test_auxk_reaches_latents_whose_pre_activation_is_negative_everywhere():
+    """The common way to be dead: a ReLU inside AuxK would give such latents no gradient at all (the term then equals
+    mse and does nothing, as the first full transcoder set's deep layers showed); raw pre-activations do."""
+    torch.manual_seed(0)
+    d = create("topk", d_in=16, d_sae=64, k=4)
+    with torch.no_grad():
+        d.b_enc[32:] = -100.0  # latents 32.. never fire
+    x = torch.randn(256, 16)
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[32:] = True
+    from mechscope.training.sparse_topk import topk_loss_terms
+
+    for terms in (d.loss_terms(x, dead_mask=dead), topk_loss_terms(d, x, x, dead)[0]):
+        d.zero_grad()
+        terms["auxk"].backward()
+        assert float(d.W_enc.grad[:, 32:].abs().sum()) > 0
+        assert float(d.b_enc.grad[32:].abs().sum()) > 0

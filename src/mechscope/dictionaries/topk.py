@@ -100,7 +100,9 @@ def auxk_loss(d: Dictionary, out: DictionaryOutput, target: Tensor, dead_mask: T
     In the units of the ``mse`` term (squared error summed over features, mean over rows), as Gao et al. define it:
     ``loss = mse + auxk_coefficient * auxk`` then gives dead latents a gradient of the size the paper intends
     (dividing by the error's variance instead shrank it by the mse's magnitude, hundreds of times, and left dead
-    latents dead). Scaled by ``min(n_dead / k_aux, 1)``; zero when ``dead_mask`` is None or selects nothing.
+    latents dead). The dead latents contribute their raw pre-activations (no ReLU, as in SAELens), so latents whose
+    pre-activation is negative everywhere still get a gradient. Scaled by ``min(n_dead / k_aux, 1)``; zero when
+    ``dead_mask`` is None or selects nothing.
     ``row_weight`` (``(N,)``) weights each row's squared error, as in the ``mse`` term.
     """
     zero = out.reconstruction.new_zeros(())
@@ -110,7 +112,9 @@ def auxk_loss(d: Dictionary, out: DictionaryOutput, target: Tensor, dead_mask: T
     err = (target - out.reconstruction).detach()  # (..., D_out)
     pre = out.pre_acts.masked_fill(~dead_mask.to(torch.bool), float("-inf"))
     values, indices = pre.topk(k_aux, dim=-1, sorted=False)
-    e_hat = sparse_decode(values.relu(), indices, d.W_dec)
+    # Raw pre-activations, no ReLU (as SAELens): a dead latent is typically dead because its pre-activation is
+    # negative on every row, and a ReLU here would give exactly those latents no gradient.
+    e_hat = sparse_decode(values, indices, d.W_dec)
     row_err = (e_hat - err).pow(2).sum(-1)  # (N,)
     return scale * (row_err if row_weight is None else row_weight * row_err).mean()
 

@@ -137,7 +137,7 @@ def _auxk(d: TopKDictionary, xc: Tensor, pre: Tensor, recon: Tensor, target: Ten
     with torch.no_grad():
         _, idx = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1, sorted=False)  # (N, k_aux)
         pattern = Pattern(idx, d.cfg.d_sae)
-    vals = SelectedPre.apply(xc, d.W_enc, d.b_enc, d.b_dec, pre, idx, pattern, center).relu()
+    vals = SelectedPre.apply(xc, d.W_enc, d.b_enc, d.b_dec, pre, idx, pattern, center)  # raw: see topk.auxk_loss
     e_hat = SparseDecode.apply(vals, idx, d.W_dec, pattern)  # (N, D)
     row_err = (e_hat - err).pow(2).sum(-1)  # (N,)
     if row_weight is not None:
