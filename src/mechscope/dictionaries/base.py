@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, NamedTuple
@@ -42,6 +43,15 @@ DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
 }
 EXTRAS: tuple[str, ...] = ("norm_scale_in", "norm_scale_out", "feature_scale")
+
+_saver: Callable[..., Path] | None = None
+
+
+def set_saver(fn: Callable[..., Path]) -> None:
+    """Install ``Dictionary.save``'s implementation: :func:`mechscope.dictionaries.io.save` calls this when
+    imported (io imports this module, so this module does not import io)."""
+    global _saver
+    _saver = fn
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -165,7 +175,7 @@ class Dictionary(ScaleMixin, nn.Module):
 
     @property
     def d_out(self) -> int:
-        return int(self.cfg.d_out)  # type: ignore[arg-type]
+        return int(self.cfg.d_out)
 
     @property
     def hook_name(self) -> str | None:
@@ -339,7 +349,7 @@ class Dictionary(ScaleMixin, nn.Module):
         return {}
 
     # ------------------------------------------------------------------ decoder norms
-    def decoder_norms(self) -> Float[Tensor, "d_sae"]:
+    def decoder_norms(self) -> Float[Tensor, " d_sae"]:
         """L2 norm of each latent's decoder direction."""
         return self.W_dec.flatten(1).norm(dim=1)
 
@@ -404,9 +414,9 @@ class Dictionary(ScaleMixin, nn.Module):
 
         ``fold=True`` folds normalisation and feature scale into the saved weights (a plain SAELens file).
         """
-        from .io import save
-
-        return save(self, folder, fold=fold)
+        if _saver is None:  # importing any dictionaries module runs the package __init__, which imports io
+            raise RuntimeError("saving needs mechscope.dictionaries.io: import mechscope.dictionaries")
+        return _saver(self, folder, fold=fold)
 
     def extra_repr(self) -> str:
         c = self.cfg

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from .. import files
 from ..files import atomic_folder
-from .base import EXTRAS, Dictionary, DictionaryConfig, dtype_name
+from .base import EXTRAS, Dictionary, DictionaryConfig, dtype_name, set_saver
 from .errors import DictionaryConfigError, DictionaryFormatError, DictionaryNotFoundError, UnknownArchitectureError
 from .hooknames import to_canonical, to_transformer_lens
 from .registry import get_class
@@ -132,6 +132,9 @@ def save(d: Dictionary, folder: str | os.PathLike[str], *, fold: bool = False) -
         logger.info("%s holds mechscope-only tensors %s: SAELens refuses it; save(..., fold=True) writes a copy "
                     "SAELens reads", folder, ", ".join(extras))
     return folder
+
+
+set_saver(save)  # Dictionary.save(folder) is save(dictionary, folder); base cannot import io (io imports base)
 
 
 # ---------------------------------------------------------------------------------------------------- loading
