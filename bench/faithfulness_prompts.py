@@ -21,7 +21,7 @@ import torch
 
 import mechscope as ms
 from mechscope.circuits import AttributionConfig, attribute
-from mechscope.circuits.faithfulness import FaithfulnessConfig, faithfulness
+from mechscope.circuits.faithfulness import SETTINGS, FaithfulnessConfig, faithfulness
 from mechscope.sets import find_transcoder_set
 
 PROMPTS = [
@@ -43,6 +43,9 @@ def main() -> None:
     p.add_argument("--max-feature-nodes", type=int, default=1024)
     p.add_argument("--n-features", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--diagnostics", action="store_true",
+                   help="also measure with only attention patterns / only norm scales frozen (frozen_attention, "
+                        "frozen_norms): which of the two separates the graph from the replacement model")
     p.add_argument("--out", default="bench/out/faithfulness.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -57,12 +60,14 @@ def main() -> None:
         target = int(model(prompt)[0, -1].argmax())
         graph = attribute(model, tcs, prompt, target_tokens=[target],
                           cfg=AttributionConfig(max_feature_nodes=args.max_feature_nodes))
-        res = faithfulness(model, tcs, prompt, target, graph=graph, cfg=FaithfulnessConfig(n_features=args.n_features))
+        settings = SETTINGS if args.diagnostics else ("graph", "replacement", "real")
+        res = faithfulness(model, tcs, prompt, target, graph=graph,
+                           cfg=FaithfulnessConfig(n_features=args.n_features, settings=settings))
         row = {"kind": kind, "prompt": prompt, "target": model.to_string([target]),
                "p_target": float(graph.logit_probs[0]), "features": graph.n_features,
                "replacement_score": graph.replacement_score, "completeness_score": graph.completeness_score,
                "seconds": round(time.time() - t0, 1), "result": res.to_json()}
-        for s in ("graph", "replacement", "real"):
+        for s in settings:
             row[f"r_{s}"] = res.ablation[s].pearson
             row[f"sign_{s}"] = res.ablation[s].sign_agreement
             row[f"steer_r_{s}"] = res.steering[s].pearson
@@ -74,7 +79,8 @@ def main() -> None:
               f"{row['r_replacement']:.2f}/{row['r_real']:.2f}", flush=True)
     mean = lambda k: sum(r[k] for r in rows if not math.isnan(r[k])) / max(1, sum(not math.isnan(r[k]) for r in rows))  # noqa: E731
     summary = {k: mean(k) for k in ("replacement_score", "completeness_score", "r_graph", "r_replacement", "r_real",
-                                    "sign_real", "steer_r_real")}
+                                    "sign_real", "steer_r_real", "r_frozen_attention", "r_frozen_norms")
+               if k in rows[0]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"set": str(found.folder), "summary": summary, "prompts": rows}, indent=1))
     print("\n| kind | prompt | target (p) | replacement | completeness | ablation r graph / replacement / real | "
@@ -88,6 +94,13 @@ def main() -> None:
     print(f"| **mean** | | | {summary['replacement_score']:.2f} | {summary['completeness_score']:.2f} | "
           f"{summary['r_graph']:.2f} / {summary['r_replacement']:.2f} / {summary['r_real']:.2f} | "
           f"{summary['sign_real']:.0%} | {summary['steer_r_real']:.2f} | | |")
+    if args.diagnostics:
+        print("\n| kind | ablation r: graph / only attention frozen / only norms frozen / replacement |\n|---|---|")
+        for r in rows:
+            print(f"| {r['kind']} | {r['r_graph']:.2f} / {r['r_frozen_attention']:.2f} / {r['r_frozen_norms']:.2f} / "
+                  f"{r['r_replacement']:.2f} |")
+        print(f"| **mean** | {summary['r_graph']:.2f} / {summary['r_frozen_attention']:.2f} / "
+              f"{summary['r_frozen_norms']:.2f} / {summary['r_replacement']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,23 @@ def test_exact_where_the_replacement_is_linear(clt):
     assert rep.max_abs_error > 0.05 * rep.max_abs_predicted and rep.pearson < 0.999
 
 
+def test_diagnostic_settings_unfreeze_one_nonlinearity_each():
+    """frozen_attention keeps only the patterns frozen (norm scales live), frozen_norms only the scales: each
+    departs from the exact graph setting, and by a different amount than the replacement setting (both live)."""
+    model = hooked("llama")
+    settings = ("graph", "frozen_attention", "frozen_norms", "replacement")
+    _, res = run(model, always_on(model), FaithfulnessConfig(n_features=6, settings=settings))
+    meas = {s: torch.tensor([r.measured_ablation[s] for r in res.rows]) for s in settings}
+    pred = torch.tensor([r.predicted_ablation for r in res.rows])
+    scale = float(pred.abs().max())
+    assert float((meas["graph"] - pred).abs().max()) < 1e-5 * max(1, scale)
+    for s in ("frozen_attention", "frozen_norms"):
+        assert float((meas[s] - pred).abs().max()) > 1e-3 * scale, s  # one nonlinearity live: not exact
+        assert float((meas[s] - meas["replacement"]).abs().max()) > 1e-4 * scale, s  # and not both live
+    for s in settings:
+        assert res.baseline[s] == pytest.approx(res.target_value, abs=1e-4)
+
+
 def test_large_interventions_cross_thresholds_and_are_reported():
     """Ordinary transcoders (features near threshold) and steering x30: in the frozen model the prediction is still
     exact for every row where no feature switched, and off where some did; live attention is off everywhere."""

@@ -31,6 +31,9 @@ Measurement settings (``settings``), all intervening on the feature's activation
 - ``"replacement"``: the same with attention patterns and norm scales recomputed from the edited run: the real
   model's computation with every MLP replaced by its transcoder plus the frozen error term. Differences from the
   prediction come from attention / norm nonlinearity and threshold crossings.
+- ``"frozen_attention"`` / ``"frozen_norms"`` (diagnostics, not in the default): the replacement setting with only
+  the attention patterns, or only the normalisation scales, frozen as in the graph, to tell which of the two
+  separates the graph's predictions from the replacement model.
 - ``"real"``: the real model; the edit is applied to the transcoder spliced in at the edited feature's layer (with
   its live error term, :func:`mechscope.circuits.interventions.real_logits`), and every downstream MLP is the
   real MLP, not a transcoder.
@@ -57,7 +60,7 @@ from .replacement import FrozenState, ReplacementModel
 from .scores import influence
 
 Setting = Literal["graph", "replacement", "real"]
-SETTINGS: tuple[str, ...] = ("graph", "replacement", "real")
+SETTINGS: tuple[str, ...] = ("graph", "replacement", "real", "frozen_attention", "frozen_norms")
 
 
 @dataclass
@@ -73,7 +76,8 @@ class FaithfulnessConfig:
     steer_mode: Literal["scale", "add"] = "scale"
     """Whether ``steer`` multiplies or is added to the feature's activation."""
     settings: tuple[str, ...] = ("graph", "replacement", "real")
-    """Measurement settings (module docstring): graph, replacement, real."""
+    """Measurement settings (module docstring): graph, replacement, real; frozen_attention and frozen_norms as
+    diagnostics."""
     seed: int = 0
     """Seed of the random control group."""
     batch_size: int = 16
@@ -284,10 +288,10 @@ def _measure_replacement(rm: ReplacementModel, state: FrozenState, graph: Attrib
             count.add_(changed.flatten(1).sum(1))
             return acts
 
-        frozen_rest = setting == "graph"
         with torch.no_grad():
-            run = rm.run(state, batch=B, edit=edit, propagate=True, freeze_attention=frozen_rest,
-                         freeze_norms=frozen_rest)
+            run = rm.run(state, batch=B, edit=edit, propagate=True,
+                         freeze_attention=setting in ("graph", "frozen_attention"),
+                         freeze_norms=setting in ("graph", "frozen_norms"))
         logits = run.logits[:, -1].double()  # type: ignore[index]  # (B, V)
         values += (logits[:, token] - logits.mean(-1)).tolist()
         crossed += count.tolist()
