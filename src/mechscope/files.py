@@ -4,7 +4,8 @@ This module imports nothing else from mechscope, so any package (``data`` and ``
 
 Atomic writes go to a temporary file in the target's folder (``.NAME.XXXX.tmp``) that is moved into place with
 ``os.replace``, so a reader sees the old file or the new one, never half of one; the temporary file is removed if
-writing fails. Written files get mode 0o644 (``mkstemp`` makes them private; outputs are meant to be shared).
+writing fails. Written files get mode 0o644 and folders 0o755 (``mkstemp`` / ``mkdtemp`` make them private;
+outputs are meant to be shared).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def atomic_folder(folder: PathLike) -> Iterator[Path]:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
+        os.chmod(tmp, 0o755)
         yield tmp
         for file in tmp.iterdir():
             fsync_path(file)

@@ -9,7 +9,7 @@ import torch
 from mechscope.cli.options import field_docs
 from mechscope.training import (DeadLatentConfig, DictionarySpec, LoopConfig, OptimConfig, SparsityConfig,
                                 TrainConfig, geometric_median, list_checkpoints, lr_factor, warmup_factor)
-from mechscope.training.checkpoint import save_checkpoint
+from mechscope.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.mark.parametrize("cls", [DictionarySpec, OptimConfig, SparsityConfig, DeadLatentConfig, LoopConfig,
@@ -56,4 +56,8 @@ def test_checkpoints_atomic_and_pruned(tmp_path: Path) -> None:
         save_checkpoint(tmp_path, step, {"a": torch.ones(2)}, {"x": step}, keep=2)
     (tmp_path / "step_00000009").mkdir()  # a half-written folder without state files is ignored
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000002", "step_00000003"]
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary or set-aside folder
+    assert (tmp_path / "step_00000003").stat().st_mode & 0o777 == 0o755  # shared like the run's other outputs
+    save_checkpoint(tmp_path, 3, {"a": torch.zeros(2)}, {"x": 4}, keep=2)  # an existing step is replaced whole
+    assert load_checkpoint(tmp_path / "step_00000003")[1]["x"] == 4
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from ..activations.shards import sha256_file
+from ..files import atomic_folder, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -38,33 +38,15 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used (missing, truncated or corrupt file); the message names the file."""
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(folder: str | os.PathLike[str], step: int, tensors: dict[str, Tensor], state: dict[str, Any],
                     *, keep: int = 2) -> Path:
     """Write checkpoint ``step`` under ``folder`` atomically; keep the ``keep`` newest of the same ``run_id``."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{step:08d}"
-    tmp = folder / f".tmp-{PREFIX}{step:08d}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file({k: v.detach().cpu().clone() for k, v in tensors.items()}, str(tmp / STATE_TENSORS))
-    digest = sha256_file(tmp / STATE_TENSORS)
-    (tmp / STATE_JSON).write_text(json.dumps({**state, "step": step, "sha256": digest}, indent=1))
-    for name in (STATE_TENSORS, STATE_JSON):
-        _fsync(tmp / name)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync(folder)
+    with atomic_folder(final) as tmp:  # a hidden sibling, fsynced and renamed into place (never a half step_N)
+        save_file({k: v.detach().cpu().clone() for k, v in tensors.items()}, str(tmp / STATE_TENSORS))
+        digest = sha256_file(tmp / STATE_TENSORS)
+        (tmp / STATE_JSON).write_text(json.dumps({**state, "step": step, "sha256": digest}, indent=1))
     run_id = state.get("run_id")
     mine = [p for p in list_checkpoints(folder) if run_id is None or _run_id(p) == run_id]
     for old in mine[:-keep]:
