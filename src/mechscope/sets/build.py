@@ -25,13 +25,13 @@ from typing import Any
 
 import torch
 
-from ..activations.shards import atomic_write_text
 from ..activations.store import ActivationStore, StoreConfig
 from ..data import PackConfig, open_source, pack, special_ids
 from ..dictionaries import Dictionary, save_transcoder_set
 from ..evals.downstream import evaluate_many
 from ..evals.metrics import ReconstructionStats
 from ..evals.replacement import evaluate_replacement
+from ..files import atomic_write_text
 from ..training import DictionarySpec, LoopConfig, OptimConfig, TrainConfig, train
 from ..training.checkpoint import latest_checkpoint
 from .store import FORMAT_VERSION, MANIFEST, file_checksums, set_dir

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..activations.shards import sha256_file
 from ..dictionaries import Dictionary, DictionaryError, load
+from ..files import sha256_file
 from ..models.builtin import cache_root
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ class TranscoderSetError(ValueError):
 
 def set_dir(model_name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Where the transcoder set of ``model_name`` lives under ``root`` (default ``$MECHSCOPE_HOME``)."""
-    return (Path(root) if root is not None else cache_root()) / "dictionaries" / model_name.replace("/", "--") / "transcoders"
+    base = Path(root) if root is not None else cache_root()
+    return base / "dictionaries" / model_name.replace("/", "--") / "transcoders"
 
 
 def file_checksums(folder: Path, subfolders: tuple[str, ...] = ("saelens", "circuit_tracer")) -> dict[str, str]:

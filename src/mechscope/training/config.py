@@ -11,10 +11,10 @@
 from __future__ import annotations
 
 import re
-
-from ..validation import check_finite_fields
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..validation import check_finite_fields
 
 #: Default sparsity coefficient per loss term family (with activations normalised to norm sqrt(d_in)).
 DEFAULT_COEFFICIENTS = {"l1": 5.0, "l0_ste": 1.0}

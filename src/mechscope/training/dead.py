@@ -27,12 +27,12 @@ class DeadLatentTracker:
         self.since = torch.zeros(latent_shape, dtype=torch.long, device=device)
         self.dead_after = dead_after_tokens
 
-    def update(self, fired: Bool[Tensor, "..."], n_rows: int) -> None:
+    def update(self, fired: Bool[Tensor, " ..."], n_rows: int) -> None:
         """Advance by ``n_rows`` rows; latents with ``fired`` True reset to 0."""
         self.since += n_rows
         self.since[fired] = 0
 
-    def dead_mask(self) -> Bool[Tensor, "..."]:
+    def dead_mask(self) -> Bool[Tensor, " ..."]:
         return self.since >= self.dead_after
 
     def dead_fraction(self) -> float:

@@ -8,7 +8,7 @@ from torch import Tensor
 
 
 @torch.no_grad()
-def geometric_median(x: Float[Tensor, "n d"], *, iters: int = 100, tol: float = 1e-6) -> Float[Tensor, "d"]:
+def geometric_median(x: Float[Tensor, "n d"], *, iters: int = 100, tol: float = 1e-6) -> Float[Tensor, " d"]:
     """The point minimising the sum of Euclidean distances to the rows of ``x`` (Weiszfeld's algorithm).
 
     More robust than the mean to the heavy-tailed rows of residual streams; used to initialise ``b_dec``.

@@ -42,9 +42,17 @@ from tqdm.auto import tqdm
 
 from ..activations.store import ActivationStore
 from ..dictionaries import Dictionary
+from ..files import atomic_write_json, atomic_write_text
 from ..validation import check_finite_fields
-from .checkpoint import (CheckpointError, checkpoint_dirs, latest_valid_checkpoint, load_checkpoint, restore_rng,
-                         rng_tensors, save_checkpoint)
+from .checkpoint import (
+    CheckpointError,
+    checkpoint_dirs,
+    latest_valid_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    rng_tensors,
+    save_checkpoint,
+)
 from .config import DictionarySpec, TrainConfig
 from .distributed import DistInfo, all_reduce, barrier
 from .trainer import DictionaryTrainer, build_dictionary
@@ -79,7 +87,8 @@ def _run_entries(out: Path) -> tuple[list[Path], list[Path]]:
     """``(run artifacts, other entries)`` in ``out`` (hidden entries and activation caches are neither)."""
     if not out.is_dir():
         return [], []
-    ours, other = [], []
+    ours: list[Path] = []
+    other: list[Path] = []
     for p in sorted(out.iterdir()):
         if p.name.startswith(".") or _is_activation_cache(p):
             continue
@@ -222,7 +231,8 @@ class Run:
 
     def _check_same_run(self, state: dict[str, Any], ckpt: Path) -> None:
         """Refuse a checkpoint of other settings (naming each difference); log the allowed overrides."""
-        old = {k: state[k] for k in ("specs", "config", "model", "meta", "store", "world_size") if k in state}
+        old: dict[str, Any] = {k: state[k] for k in ("specs", "config", "model", "meta", "store", "world_size")
+                               if k in state}
         diffs = identity_differences(old, self.identity())
         refused = [d for d in diffs if d[0] not in RESUME_OVERRIDABLE]
         if refused:
@@ -307,7 +317,7 @@ class Run:
                         keep.append(ln)
                 except (ValueError, KeyError, TypeError):  # a line cut short by a killed run
                     continue
-            path.write_text("".join(ln + "\n" for ln in keep))
+            atomic_write_text(path, "".join(ln + "\n" for ln in keep))  # a kill here keeps the old file
 
     def _log(self, local: dict[str, dict[str, float]], bar: tqdm) -> None:
         path = self._metrics_file()
@@ -341,12 +351,12 @@ class Run:
         if self.out and self.info.is_main:
             for name, d in result.items():
                 d.save(self.out / name, fold=True)  # a plain SAELens file computing the same function
-            (self.out / "run.json").write_text(json.dumps({
+            atomic_write_json(self.out / "run.json", {
                 "model": self.model_name, "hook_points": self.store.hook_names, "steps": self.step,
                 "tokens": self.tokens, "world_size": self.info.world_size, "dictionaries": list(result),
                 "specs": [dataclasses.asdict(s) for s in self.specs], "config": dataclasses.asdict(self.cfg),
                 "store": dataclasses.asdict(self.store.cfg), "run_id": self.run_id,
-                **({"resume_overrides": self.overrides} if self.overrides else {}), **self.meta}, indent=1))
+                **({"resume_overrides": self.overrides} if self.overrides else {}), **self.meta}, indent=1)
         return result
 
     # ------------------------------------------------------------------ loop
@@ -436,10 +446,10 @@ def export_checkpoint(out: str | os.PathLike[str], checkpoint: str | os.PathLike
         tr.load_state_tensors(tensors, f"d{i}.")
         result[spec.folder_name()] = d = tr.export()
         d.save(out / spec.folder_name(), fold=True)
-    (out / "run.json").write_text(json.dumps({
+    atomic_write_json(out / "run.json", {
         "model": model_name, "hook_points": sorted(state["widths"]), "steps": state["step"], "tokens": state["tokens"],
         "world_size": 1, "dictionaries": list(result), "specs": state["specs"], "config": state["config"],
-        "checkpoint": ckpt.name, **(meta or state.get("meta") or {})}, indent=1))
+        "checkpoint": ckpt.name, **(meta or state.get("meta") or {})}, indent=1)
     return result
 
 

@@ -65,7 +65,7 @@ class SelectedPre(torch.autograd.Function):
         return pre.gather(1, idx)  # (N, k)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         xc, W_enc, idx = ctx.saved_tensors
         s = W_enc.shape[1]
         g_w_enc = (ctx.pattern.csr(g) @ xc).T.contiguous()  # (D, S)
@@ -84,7 +84,7 @@ class SparseDecode(torch.autograd.Function):
         return torch.nn.functional.embedding_bag(idx, W_dec, per_sample_weights=acts, mode="sum")  # (N, D)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         acts, idx, W_dec = ctx.saved_tensors
         g_acts = ctx.pattern.sampled(W_dec, g.T)  # (N, k): <W_dec[idx[n, j]], g[n]>
         g_w_dec = ctx.pattern.csr(acts) @ g  # (S, D)

@@ -4,7 +4,8 @@
 sends the same numbers (the metrics of each logged step, per dictionary, as ``<dictionary>/<metric>``) to a
 dashboard, and :func:`replay` sends an existing ``metrics.jsonl`` after the fact.
 
-    with WandbTracker(project="mechscope", mode="offline", dir="runs/a") as tracker:   # pip install 'mechscope[tracking]'
+    # pip install 'mechscope[tracking]'
+    with WandbTracker(project="mechscope", mode="offline", dir="runs/a") as tracker:
         train(store, spec, cfg, out="runs/a", callbacks=[tracker])
     with TensorBoardTracker("runs/a/tensorboard") as tracker:
         train(store, spec, cfg, out="runs/a", callbacks=[tracker])
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal
 
 SKIP = ("step", "tokens", "dictionary")
 """Keys of a metrics line that are not metrics."""
@@ -66,7 +68,7 @@ class Tracker:
         if step >= loop.steps:
             self.close()
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -77,7 +79,8 @@ class Tracker:
 class WandbTracker(Tracker):
     """Weights & Biases (``mode="offline"`` writes a run folder that ``wandb sync`` uploads later)."""
 
-    def __init__(self, project: str = "mechscope", *, name: str | None = None, mode: str = "offline",
+    def __init__(self, project: str = "mechscope", *, name: str | None = None,
+                 mode: Literal["offline", "online", "disabled"] = "offline",
                  dir: str | os.PathLike[str] | None = None, **init_kwargs: Any):
         super().__init__()
         try:

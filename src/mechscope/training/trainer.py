@@ -15,11 +15,11 @@ from torch import Tensor, nn
 
 from .. import dictionaries
 from ..dictionaries import BatchTopKDictionary, Dictionary
+from . import sparse_topk
 from .config import DEFAULT_COEFFICIENTS, DictionarySpec, TrainConfig
 from .dead import DeadLatentTracker, resample_dead
 from .distributed import DistInfo, all_gather_rows, all_reduce, broadcast_parameters
 from .init import geometric_median, geometric_median_per_source, norm_factor
-from . import sparse_topk
 from .schedules import lr_factor, warmup_factor
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ def build_dictionary(spec: DictionarySpec, widths: dict[str, int], model_name: s
     else:
         kw["hook_name"] = spec.hooks_in[0]
     if spec.arch in ("transcoder", "skip_transcoder"):
-        kw.update(hook_name_out=spec.hooks_out[0], d_out=widths[spec.hooks_out[0]], activation=spec.activation or "relu")
+        kw.update(hook_name_out=spec.hooks_out[0], d_out=widths[spec.hooks_out[0]],
+                  activation=spec.activation or "relu")
         act = kw["activation"]
     if act in ("topk", "batchtopk"):
         kw.setdefault("k", spec.k)
