@@ -44,20 +44,24 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..files import atomic_write_text
 from ..models.hooked import HookedModel
+from ..models.tokens import Inputs
 from .attribution import AttributionConfig, attribute
-from .graph import AttributionGraph, _atomic_write
+from .graph import AttributionGraph
 from .interventions import FeatureIntervention, real_logits
 from .replacement import FrozenState, ReplacementModel
 from .scores import influence
+from .transcoders import Transcoders
 
 Setting = Literal["graph", "replacement", "real"]
 SETTINGS: tuple[str, ...] = ("graph", "replacement", "real", "frozen_attention", "frozen_norms")
@@ -169,7 +173,7 @@ class FaithfulnessResult:
         return _clean(asdict(self))
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
-        return _atomic_write(Path(path), json.dumps(self.to_json(), indent=1))
+        return atomic_write_text(path, json.dumps(self.to_json(), indent=1), fsync=True)
 
     def summary(self) -> str:
         lines = [f"target {self.target_str!r} (logit - mean {self.target_value:.3f}); graph of "
@@ -220,7 +224,7 @@ def _solve(M: Tensor, b: Tensor) -> Tensor:
     return torch.linalg.solve(M, b)
 
 
-def total_effects(graph: AttributionGraph, target: int) -> Float[Tensor, "n_features"]:
+def total_effects(graph: AttributionGraph, target: int) -> Float[Tensor, " n_features"]:
     """Change of node ``target`` per unit of each feature's activation, through every path of the graph."""
     P, p_t = _per_unit(graph, target)
     eye = torch.eye(len(p_t), dtype=torch.float64)
@@ -259,6 +263,29 @@ Edit = tuple[int, int, int, float]
 """(layer, pos, index, factor): the feature's activation is multiplied by ``factor`` (0 ablates)."""
 
 
+def _editor(state: FrozenState, hold: dict[int, Tensor], chunk: list[list[Edit]],
+            count: Tensor) -> Callable[[int, Tensor], Tensor]:
+    """The ``edit`` of one batch of ``chunk`` edit sets: holds the ``hold`` features at their frozen values, applies
+    each row's edits and adds each row's threshold crossings (edited features excluded) to ``count``."""
+
+    def edit(layer: int, acts: Tensor) -> Tensor:
+        frozen = state.acts[layer]  # (T, S)
+        acts = acts.clone()  # (B, T, S), re-encoded from this run
+        changed = (acts != 0) != (frozen != 0)[None]
+        if layer in hold:
+            acts = torch.where(hold[layer][None], frozen[None], acts)
+            changed &= ~hold[layer][None]
+        for b, edits in enumerate(chunk):
+            for l, pos, idx, factor in edits:
+                if l == layer:
+                    changed[b, pos, idx] = False
+                    acts[b, pos, idx] = acts[b, pos, idx] * factor
+        count.add_(changed.flatten(1).sum(1))
+        return acts
+
+    return edit
+
+
 def _measure_replacement(rm: ReplacementModel, state: FrozenState, graph: AttributionGraph, token: int,
                          edit_sets: list[list[Edit]], setting: str, batch_size: int) -> tuple[list[float], list[int]]:
     """Target node value and number of threshold crossings for each edit set (graph / replacement settings)."""
@@ -272,33 +299,17 @@ def _measure_replacement(rm: ReplacementModel, state: FrozenState, graph: Attrib
         chunk = edit_sets[start:start + batch_size]
         B = len(chunk)
         count = torch.zeros(B, dtype=torch.long)
-
-        def edit(layer: int, acts: Tensor) -> Tensor:
-            frozen = state.acts[layer]  # (T, S)
-            acts = acts.clone()  # (B, T, S), re-encoded from this run
-            changed = (acts != 0) != (frozen != 0)[None]
-            if layer in hold:
-                acts = torch.where(hold[layer][None], frozen[None], acts)
-                changed &= ~hold[layer][None]
-            for b, edits in enumerate(chunk):
-                for l, pos, idx, factor in edits:
-                    if l == layer:
-                        changed[b, pos, idx] = False
-                        acts[b, pos, idx] = acts[b, pos, idx] * factor
-            count.add_(changed.flatten(1).sum(1))
-            return acts
-
         with torch.no_grad():
-            run = rm.run(state, batch=B, edit=edit, propagate=True,
+            run = rm.run(state, batch=B, edit=_editor(state, hold, chunk, count), propagate=True,
                          freeze_attention=setting in ("graph", "frozen_attention"),
                          freeze_norms=setting in ("graph", "frozen_norms"))
-        logits = run.logits[:, -1].double()  # type: ignore[index]  # (B, V)
+        logits = run.logits[:, -1].double()  # (B, V)
         values += (logits[:, token] - logits.mean(-1)).tolist()
         crossed += count.tolist()
     return values, crossed
 
 
-def _measure_real(model: HookedModel, transcoders: object, state: FrozenState, token: int,
+def _measure_real(model: HookedModel, transcoders: Transcoders, state: FrozenState, token: int,
                   edit_sets: list[list[Edit]]) -> list[float]:
     out = []
     for edits in edit_sets:
@@ -318,7 +329,7 @@ def _rank(graph: AttributionGraph, target: int, tau: Tensor, rank_by: str) -> Te
     return (graph.activations.double() * tau).abs()
 
 
-def faithfulness(model: HookedModel, transcoders: object, prompt: object, target: int | str, *,
+def faithfulness(model: HookedModel, transcoders: Transcoders, prompt: Inputs, target: int | str, *,
                  cfg: FaithfulnessConfig | None = None, graph: AttributionGraph | None = None,
                  attribution: AttributionConfig | None = None,
                  replacement: ReplacementModel | None = None) -> FaithfulnessResult:
@@ -359,10 +370,11 @@ def faithfulness(model: HookedModel, transcoders: object, prompt: object, target
                                float(tau[i]), -a * float(tau[i]), d_steer * float(tau[i])))
 
     def edits(nodes: Sequence[int], f: Any) -> list[Edit]:
-        return [(*graph.features[i].tolist(), f(float(act[i]))) for i in nodes]  # type: ignore[misc]
+        return [(*graph.features[i].tolist(), f(float(act[i]))) for i in nodes]
 
-    edit_sets = ([[]] + [edits([i], lambda a: 0.0) for i in top] + [edits([i], factor) for i in top]
-                 + [edits(top, lambda a: 0.0), edits(rand, lambda a: 0.0)])
+    edit_sets: list[list[Edit]] = ([[]] + [edits([i], lambda a: 0.0) for i in top]
+                                   + [edits([i], factor) for i in top]
+                                   + [edits(top, lambda a: 0.0), edits(rand, lambda a: 0.0)])
     top_group = GroupCheck([graph.node_id(i) for i in top], predict_change(graph, t, {i: -float(act[i]) for i in top}))
     rand_group = GroupCheck([graph.node_id(i) for i in rand],
                             predict_change(graph, t, {i: -float(act[i]) for i in rand}) if rand else 0.0)
