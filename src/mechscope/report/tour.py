@@ -140,7 +140,7 @@ def _write_findings(findings: dict[str, object], path: Path) -> None:
     """The tour's headline numbers as JSON (numbers and strings only), written atomically."""
     import json
 
-    from ..activations.shards import atomic_write_text
+    from ..files import atomic_write_text
 
     plain = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in findings.items()}
     atomic_write_text(path, json.dumps(plain, indent=1, sort_keys=True))
