@@ -118,7 +118,7 @@ def test_skip_transcoder_starts_at_the_least_squares_map():
     trainer = DictionaryTrainer(spec, build_dictionary(spec, {"in": 16, "out": 12}), cfg, DistInfo())
     trainer.initialise({"in": x, "out": y})
     xn, yn = trainer.normalised(x, y)
-    linear = xn @ trainer.dictionary.W_skip.T + trainer.dictionary.b_dec
+    linear = (xn @ trainer.dictionary.W_skip.T + trainer.dictionary.b_dec).detach()
     assert float((linear - yn).pow(2).sum() / (yn - yn.mean(0)).pow(2).sum()) < 1e-4
     plain = DictionaryTrainer(spec, build_dictionary(spec, {"in": 16, "out": 12}),
                               TrainConfig(loop=LoopConfig(init_skip_lstsq=False)), DistInfo())
