@@ -54,6 +54,11 @@ def set_saver(fn: Callable[..., Path]) -> None:
     _saver = fn
 
 
+def row_mean(row_err: Tensor, row_weight: Tensor | None = None) -> Tensor:
+    """Mean of per-row losses ``(N,)``, each weighted by ``row_weight`` when given (``LoopConfig.row_norm_cap``)."""
+    return (row_err if row_weight is None else row_weight * row_err).mean()
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"`` (the spelling used in ``cfg.json``)."""
     return str(dtype).removeprefix("torch.")
@@ -336,7 +341,7 @@ class Dictionary(ScaleMixin, nn.Module):
         variance = (rows - rows.mean(0)).pow(2).sum(dims).mean()
         nl = len(self.latent_shape())
         l0 = (out.feature_acts != 0).sum(tuple(range(-nl, 0))).float().mean().detach()
-        terms = {"mse": mse if row_weight is None else (row_weight * row_err).mean(),
+        terms = {"mse": row_mean(row_err, row_weight),
                  "fvu": mse / variance.clamp_min(1e-12), "l0": l0}
         terms.update(self.sparsity_terms(x, out, target=target, dead_mask=dead_mask, row_weight=row_weight))
         return terms

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from jaxtyping import Float
 from torch import Tensor
 
-from .base import Dictionary, DictionaryOutput
+from .base import Dictionary, DictionaryOutput, row_mean
 from .errors import DictionaryConfigError
 from .registry import register
 from .relu import ReLUOptions, l1_penalty
@@ -73,5 +73,5 @@ class GatedDictionary(Dictionary):
         if self.norm_scale_out is not None:
             via_gate = via_gate / self.norm_scale_out
         row_err = (via_gate - target).pow(2).sum(-1)  # (N,)
-        aux = (row_err if row_weight is None else row_weight * row_err).mean()
+        aux = row_mean(row_err, row_weight)
         return {"l1": l1_penalty(gate_act, norms, nonnegative=True), "aux_recon": aux}

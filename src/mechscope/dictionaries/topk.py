@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .base import Dictionary, DictionaryOptions, DictionaryOutput
+from .base import Dictionary, DictionaryOptions, DictionaryOutput, row_mean
 from .errors import DictionaryConfigError, DictionaryFormatError
 from .registry import register
 
@@ -116,7 +116,7 @@ def auxk_loss(d: Dictionary, out: DictionaryOutput, target: Tensor, dead_mask: T
     # negative on every row, and a ReLU here would give exactly those latents no gradient.
     e_hat = sparse_decode(values, indices, d.W_dec)
     row_err = (e_hat - err).pow(2).sum(-1)  # (N,)
-    return scale * (row_err if row_weight is None else row_weight * row_err).mean()
+    return scale * row_mean(row_err, row_weight)
 
 
 def auxk_size(d_out: int, n_dead: int) -> tuple[int, float]:

@@ -34,6 +34,7 @@ from ..evals.replacement import evaluate_replacement
 from ..files import atomic_write_text
 from ..training import DictionarySpec, LoopConfig, OptimConfig, TrainConfig, train
 from ..training.checkpoint import latest_checkpoint
+from ..training.config import check_row_norm_cap
 from .store import FORMAT_VERSION, MANIFEST, file_checksums, set_dir
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,7 @@ class SetConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SetConfig.{name} must be a positive integer, got {value!r}")
-        if self.row_norm_cap is not None and not (isinstance(self.row_norm_cap, (int, float))
-                                                  and 1 <= self.row_norm_cap < float("inf")):
-            raise ValueError(f"SetConfig.row_norm_cap must be a finite number >= 1 or None, got {self.row_norm_cap!r}")
+        check_row_norm_cap("SetConfig", self.row_norm_cap)
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < float("inf")):
             raise ValueError(f"SetConfig.lr must be a finite positive number, got {self.lr!r}")
         if self.buffer_rows < self.batch_size:

@@ -22,6 +22,14 @@ L1_FAMILY = ("relu", "gated", "transcoder", "skip_transcoder", "crosscoder")
 TOPK_FAMILY = ("topk", "batchtopk")
 
 
+def check_row_norm_cap(owner: str, value: object) -> None:
+    """``value`` must be None or a finite number >= 1 (``LoopConfig.row_norm_cap``, also checked by sets.SetConfig
+    before a long build starts); ValueError naming ``owner`` otherwise."""
+    if value is not None and not (isinstance(value, (int, float)) and 1 <= value < float("inf")):
+        raise ValueError(f"{owner}.row_norm_cap must be a finite number >= 1 (a multiple of the median row norm) "
+                         f"or None, got {value!r}")
+
+
 def _positive(obj: object, *names: str, allow_zero: bool = False) -> None:
     for name in names:
         value = getattr(obj, name)
@@ -205,9 +213,7 @@ class LoopConfig:
     def __post_init__(self) -> None:
         check_finite_fields(self)
         _positive(self, "steps", "log_every", "keep_checkpoints")
-        if self.row_norm_cap is not None and not self.row_norm_cap >= 1:
-            raise ValueError(f"LoopConfig.row_norm_cap must be >= 1 (a multiple of the median row norm) or None, "
-                             f"got {self.row_norm_cap}")
+        check_row_norm_cap("LoopConfig", self.row_norm_cap)
         _positive(self, "checkpoint_every", allow_zero=True)
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..dictionaries import TopKDictionary
+from ..dictionaries.base import row_mean
 from ..dictionaries.topk import auxk_size
 
 
@@ -120,7 +121,7 @@ def topk_loss_terms(d: TopKDictionary, x: Tensor, target: Tensor, dead_mask: Ten
     row_err = (recon - target).pow(2).sum(-1)  # (N,)
     variance = (target - target.mean(0)).pow(2).sum(-1).mean()
     active = acts.detach() > 0
-    terms = {"mse": row_err.mean() if row_weight is None else (row_weight * row_err).mean(),
+    terms = {"mse": row_mean(row_err, row_weight),
              "fvu": row_err.mean() / variance.clamp_min(1e-12), "l0": active.sum(-1).float().mean()}
     terms["auxk"] = _auxk(d, xc, pre, recon, target, dead_mask, center, row_weight)
     fired = torch.zeros(d.cfg.d_sae, dtype=torch.bool, device=x.device)
@@ -139,7 +140,4 @@ def _auxk(d: TopKDictionary, xc: Tensor, pre: Tensor, recon: Tensor, target: Ten
         pattern = Pattern(idx, d.cfg.d_sae)
     vals = SelectedPre.apply(xc, d.W_enc, d.b_enc, d.b_dec, pre, idx, pattern, center)  # raw: see topk.auxk_loss
     e_hat = SparseDecode.apply(vals, idx, d.W_dec, pattern)  # (N, D)
-    row_err = (e_hat - err).pow(2).sum(-1)  # (N,)
-    if row_weight is not None:
-        row_err = row_weight * row_err
-    return scale * row_err.mean()  # the units of mse (see topk.auxk_loss)
+    return scale * row_mean((e_hat - err).pow(2).sum(-1), row_weight)  # the units of mse (see topk.auxk_loss)

@@ -82,12 +82,11 @@ def capped_row_weights(target: Tensor, cap: float | None) -> Tensor | None:
     """
     if cap is None:
         return None
-    with torch.no_grad():
-        norms = target.float().flatten(1).norm(dim=-1)  # (N,)
-        limit = cap * norms.median()
-        if not bool((norms > limit).any()):
-            return None
-        return (limit / norms.clamp_min(1e-12)).clamp(max=1.0).pow(2).to(target.dtype)
+    norms = target.float().flatten(1).norm(dim=-1)  # (N,)
+    limit = cap * norms.median()
+    if not bool((norms > limit).any()):
+        return None
+    return (limit / norms.clamp_min(1e-12)).clamp(max=1.0).pow(2).to(target.dtype)
 
 
 @torch.no_grad()
