@@ -199,8 +199,12 @@ class HookSession:
             module, site = self._site(entry.point)
             groups[(id(module), site.io, site.call, site.layout in _WHOLE_OUTPUT)].append(entry)
             modules[id(module)] = module
-        if any(e.site.layout in _BATCH_LAYOUTS for e in entries.values()):
-            self._handles.append(self.model.hf.register_forward_pre_hook(self._record_batch_shape, with_kwargs=True))
+        # Flat layouts view (batch*pos) rows as (batch, pos) with the shape of their own block's input: a caller may
+        # change the batch inside the model (patching's shared prefix fans the residual out at a block).
+        for layer in sorted({e.point.layer for e in entries.values() if e.site.layout in _BATCH_LAYOUTS
+                             and e.point.layer is not None}):
+            self._handles.append(self.model.blocks[layer].register_forward_pre_hook(self._record_batch_shape,
+                                                                                    with_kwargs=True))
         for (mid, io, call, whole), group in groups.items():
             group.sort(key=lambda e: e.point.order)
             module = modules[mid]
@@ -225,9 +229,7 @@ class HookSession:
         raise StopForward
 
     def _record_batch_shape(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        x = kwargs.get("input_ids", args[0] if args else None)
-        if x is None:
-            x = kwargs["inputs_embeds"]
+        x = args[0] if args else kwargs["hidden_states"]  # the block's input residual (B, T, D)
         self._batch_shape = (int(x.shape[0]), int(x.shape[1]))
 
     def _stash_resid_pre(self, layer: int) -> None:
