@@ -171,6 +171,14 @@ def _expand(x: object, b: int, k: int) -> object:
     return x
 
 
+def _expand_batch_heads(x: Tensor, b: int, k: int) -> Tensor:
+    """Repeat a ``(b*heads, ...)`` tensor ``k`` times per prompt: ``(k*b*heads, ...)``, batch-major as HF lays it."""
+    if x.shape[0] % b:
+        raise RuntimeError(f"expected a (batch*heads, ...) tensor for {b} prompts, got shape {tuple(x.shape)}")
+    per_prompt = x.unflatten(0, (b, -1))  # (b, heads, ...)
+    return per_prompt.repeat(k, *([1] * (per_prompt.ndim - 1))).flatten(0, 1)
+
+
 @contextlib.contextmanager
 def shared_prefix(model: HookedModel, layer: int, b: int, k: int) -> Iterator[None]:
     """Run blocks before ``layer`` once on the ``b`` base rows, then fan out to ``k`` copies at block ``layer``.
@@ -178,13 +186,17 @@ def shared_prefix(model: HookedModel, layer: int, b: int, k: int) -> Iterator[No
     Every variant is identical to the base run before its first patched layer, so the prefix is computed once.
     The fan-out is a forward pre-hook on that block and every later one, running before any hook point
     (``prepend=True``); batch-first tensors among each block's other arguments (masks, per-row position
-    embeddings) are repeated alongside.
+    embeddings) are repeated alongside, and so are those the adapter declares batch × heads (Bloom's ALiBi).
     """
+    batch_heads = model.adapter.batch_heads_kwargs  # Bloom's ALiBi bias: (b*heads, 1, keys)
+
     def fan_out(module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
         if hidden.shape[0] == b:  # the first shared block: fan the residual out
             hidden = hidden.repeat(k, 1, 1)
-        new_kwargs = {key: _expand(v, b, k) for key, v in kwargs.items()}  # every later block gets them afresh
+        # every later block gets them afresh from HF, for the b base rows
+        new_kwargs = {key: _expand_batch_heads(v, b, k) if key in batch_heads and isinstance(v, Tensor)
+                      else _expand(v, b, k) for key, v in kwargs.items()}
         if args:
             return (hidden, *_expand(tuple(args[1:]), b, k)), new_kwargs
         new_kwargs["hidden_states"] = hidden

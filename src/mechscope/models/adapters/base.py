@@ -112,6 +112,10 @@ class Adapter:
     exist."""
     n_kv_heads: Callable[[PretrainedConfig], int] | None = None
     """The number of key/value heads when the config does not say it as ``num_key_value_heads`` (Falcon)."""
+    batch_heads_kwargs: tuple[str, ...] = ()
+    """Keyword arguments HF passes to every block whose first axis is batch × heads instead of batch (Bloom's
+    ALiBi bias, ``(batch*heads, 1, keys)``). Code that changes the batch between blocks (patching's shared prefix)
+    repeats them per prompt, not per row."""
     unsupported: Callable[[PretrainedConfig], str | None] = field(default=_no_problem)
     """Why a config variant of this family is not supported (None when it is), e.g. OPT-350m's post-norms."""
 

@@ -4,6 +4,8 @@ embedding, fused per-head q/k/v, and residual additions made inside the attentio
 - ``embed`` is the embedding LayerNorm's output (the value entering the residual); ``W_E`` is the token embedding
   before that norm.
 - ``attn_out`` / ``mlp_out`` are the ``dense`` / ``dense_4h_to_h`` outputs, before the modules add the residual.
+- The ALiBi bias HF hands every block is ``(batch*heads, 1, keys)``: ``batch_heads_kwargs`` says so, so that
+  patching's shared prefix repeats it per prompt when it fans the batch out.
 - Bloom forms its attention probabilities inline, always eagerly: ``attn.pattern`` is the first softmax inside
   ``self_attention`` (with the ALiBi bias and mask applied).
 """
@@ -42,5 +44,6 @@ BLOOM = Adapter(
     attention="self_attention",
     registry_pattern=False,
     norm_kind="layernorm",
+    batch_heads_kwargs=("alibi",),
     unsupported=_unsupported,
 )
