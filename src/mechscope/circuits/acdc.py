@@ -83,6 +83,33 @@ class AcdcResult:
                 "loss_full": self.loss_full, "loss_circuit": self.loss_circuit, "loss_empty": self.loss_empty,
                 "recovered": self.recovered, "scores": {f"{s}->{r}": v for (s, r), v in self.scores.items()}}
 
+    def view(self, max_edges: int = 40):
+        """Interactive view (:mod:`mechscope.display`): the three metrics and the share recovered, the kept edges
+        by the loss increase measured when each was tested (bars, hover for the value), and a table of them; an
+        explicit empty view when the graph had no edges."""
+        from .. import display
+
+        title = f"ACDC circuit: {len(self.edges)} of {len(self.all_edges)} edges kept"
+        if not self.all_edges:
+            return display.empty("ACDC circuit", "the graph had no edges to test")
+        summary = [("metric, full model", self.loss_full), ("metric, circuit", self.loss_circuit),
+                   ("metric, empty circuit", self.loss_empty), ("recovered", self.recovered),
+                   ("edges kept", f"{len(self.edges)} of {len(self.all_edges)}")]
+        kept = sorted(self.edges, key=lambda e: -abs(self.scores.get(e, 0.0)))[:max_edges]
+        children = []
+        if kept:
+            children.append(display.bar_chart([f"{s} -> {r}" for s, r in kept],
+                                              [self.scores.get(e) for e in kept], value_name="loss increase",
+                                              title="kept edges: loss increase when tested"))
+            children.append(display.table(["sender", "receiver", "loss increase"],
+                                          [[s, r, self.scores.get((s, r))] for s, r in kept], title="kept edges"))
+        else:
+            children.append(display.empty("kept edges", "every edge was pruned (no circuit left)"))
+        return display.panel(title, children, summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 class EdgePatcher:
     """Runs the model with a given set of kept edges (see the module docstring)."""

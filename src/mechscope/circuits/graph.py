@@ -89,6 +89,29 @@ class PruneResult:
     influence: Float[Tensor, " n"]
     """Raw influence on the weighted logits."""
 
+    def view(self, max_nodes: int = 30):
+        """Interactive view (:mod:`mechscope.display`): how much pruning kept, and the kept nodes' influence
+        (bars by node index, hover for the value); :meth:`AttributionGraph.view` draws the pruned graph itself."""
+        from .. import display
+
+        n = int(self.node_mask.numel())
+        if n == 0:
+            return display.empty("pruned graph", "the graph has no nodes")
+        kept = self.node_mask.nonzero().flatten().tolist()
+        kept.sort(key=lambda i: -float(self.influence[i]))
+        summary = [("nodes kept", f"{len(kept)} of {n}"),
+                   ("edges kept", int(self.edge_mask.sum()))]
+        if not kept:
+            return display.panel("pruned graph", [display.empty("kept nodes", "pruning kept no node")],
+                                 summary=summary)
+        top = kept[:max_nodes]
+        return display.panel("pruned graph", [display.bar_chart(
+            [f"node {i}" for i in top], [float(self.influence[i]) for i in top], value_name="influence",
+            title=f"kept nodes by influence on the logits (top {len(top)})")], summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def _threshold_mask(scores: Tensor, threshold: float) -> Tensor:
     """Keep the top scores whose cumulative share stays within ``threshold`` (at least the first)."""

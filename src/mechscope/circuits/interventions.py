@@ -186,6 +186,26 @@ class AblationStudy:
                 "total_vs_real": r(self.predicted_total, self.actual_real),
                 "total_vs_replacement": r(self.predicted_total, self.actual_replacement)}
 
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): predicted and measured change per ablated feature (a
+        point per feature and series, hover for the value), the correlations, and a table."""
+        from .. import display
+
+        title = "single-feature ablations: predicted vs measured"
+        if not self.node_ids:
+            return display.empty(title, "no feature was ablated")
+        series = {"predicted (direct edge)": self.predicted_direct, "predicted (total)": self.predicted_total,
+                  "measured, replacement model": self.actual_replacement, "measured, real model": self.actual_real}
+        rows = [[n, *(float(s[i]) for s in series.values())] for i, n in enumerate(self.node_ids)]
+        summary = [(f"r {k.replace('_', ' ')}", v) for k, v in self.correlations().items()]
+        return display.panel(title, [
+            display.line_plot(series, self.node_ids, title="change of the target logit per ablated feature",
+                              y_label="Δ logit - mean"),
+            display.table(["feature node", *series], rows, title="per feature")], summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def top_feature_nodes(graph: AttributionGraph, k: int, node_threshold: float = 0.8,
                       edge_threshold: float = 0.98) -> list[int]:

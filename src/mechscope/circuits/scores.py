@@ -39,6 +39,12 @@ class GraphScores(NamedTuple):
     completeness_score: float
     """Influence-weighted fraction of every node's normalised input that does not come from error nodes."""
 
+    def _repr_html_(self) -> str:
+        from .. import display
+
+        return display.key_values([("replacement score", self.replacement_score),
+                                   ("completeness score", self.completeness_score)], title="graph scores").html()
+
 
 def normalize_rows(adj: Tensor) -> Tensor:
     """``|adj|`` with each row divided by its sum (zero rows stay zero)."""

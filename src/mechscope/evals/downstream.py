@@ -44,6 +44,21 @@ class Downstream:
     kl: float
     """Mean KL(clean || spliced) of the next-token distributions."""
 
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): the three losses as bars (hover for the value), CE
+        recovered and KL."""
+        from .. import display
+
+        if self.tokens == 0:
+            return display.empty("downstream loss", "no token was predicted")
+        bars = display.bar_chart(["clean", "spliced", "zero-ablated"], [self.ce_clean, self.ce_spliced, self.ce_zero],
+                                 value_name="cross-entropy (nats/token)", title="next-token loss")
+        return display.panel("downstream loss", [bars], summary=[
+            ("tokens", self.tokens), ("CE recovered", self.ce_recovered), ("KL (nats/token)", self.kl)])
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def _replace(mask: Tensor, values):
     def fn(act: Tensor, hook) -> Tensor:

@@ -43,6 +43,35 @@ class Reconstruction:
     frequencies: list[float] = field(default_factory=list, repr=False)
     """Firing frequency of every latent (not written to eval.json)."""
 
+    def density_view(self, title: str = "latents by log10 firing frequency"):
+        """The density histogram as bars (``never`` first; hover a bar for its count); empty when not computed."""
+        from .. import display
+
+        h = self.density_histogram
+        if not h or not h.get("bin_edges_log10"):
+            return display.empty(title, "no density histogram was computed")
+        edges = h["bin_edges_log10"]
+        labels = ["never"] + [f"1e{a:.1f}..1e{b:.1f}" for a, b in zip(edges, edges[1:])]
+        return display.bar_chart(labels, [*h.get("never_fired", [0]), *h["counts"]], value_name="latents",
+                                 title=title)
+
+    def headline(self) -> list[tuple[str, float | int]]:
+        """``(name, value)`` of the headline numbers, in display order."""
+        return [("rows", self.rows), ("L0", self.l0), ("MSE", self.mse), ("FVU", self.fvu), ("cosine", self.cosine),
+                ("shrinkage", self.shrinkage), ("dead fraction", self.dead_fraction),
+                ("dense fraction", self.dense_fraction)]
+
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): headline numbers and the density histogram."""
+        from .. import display
+
+        if self.rows == 0:
+            return display.empty("reconstruction", "no activation rows were evaluated")
+        return display.panel("reconstruction", [self.density_view()], summary=self.headline())
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 class ReconstructionStats:
     """Accumulates sums over batches; :meth:`result` turns them into a :class:`Reconstruction`."""

@@ -44,6 +44,23 @@ class ReplacementEval:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): real vs replacement loss (bars, hover for the value), KL
+        and top-1 agreement."""
+        from .. import display
+
+        title = f"replacement model ({self.layers} MLPs replaced)"
+        if self.tokens == 0:
+            return display.empty(title, "no token was predicted")
+        bars = display.bar_chart(["real model", "replacement model"], [self.ce_clean, self.ce_replacement],
+                                 value_name="cross-entropy (nats/token)", title="next-token loss")
+        return display.panel(title, [bars], summary=[
+            ("tokens", self.tokens), ("CE real", self.ce_clean), ("CE replacement", self.ce_replacement),
+            ("KL (nats/token)", self.kl), ("top-1 agreement", self.top1_agreement)])
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def _hooks(model: Any, transcoders: Sequence[Dictionary], mask: Tensor) -> list[tuple[str, Any]]:
     hooks: list[tuple[str, Any]] = []

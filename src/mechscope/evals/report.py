@@ -53,6 +53,23 @@ class DictionaryEval:
     downstream: Downstream | None = None
     """Spliced-model metrics, when a model was given."""
 
+    def view(self, title: str = "dictionary evaluation"):
+        """Interactive view (:mod:`mechscope.display`): reconstruction headline numbers and density histogram,
+        and the downstream losses when computed."""
+        from .. import display
+
+        if self.reconstruction.rows == 0:
+            return display.empty(title, "no activation rows were evaluated")
+        summary: list[tuple[str, Any]] = list(self.reconstruction.headline())
+        children = [self.reconstruction.density_view()]
+        if self.downstream is not None:
+            summary += [("CE recovered", self.downstream.ce_recovered), ("KL", self.downstream.kl)]
+            children.append(self.downstream.view())
+        return display.panel(title, children, summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 @dataclass
 class EvalReport:
@@ -94,13 +111,8 @@ class EvalReport:
         rows = [[name, d.get("arch"), d.get("hook"), d.get("d_sae"), d["l0"], d["fvu"], d["cosine"],
                  d["dead_fraction"], (d["downstream"] or {}).get("ce_recovered"), (d["downstream"] or {}).get("kl")]
                 for name, d in data.items()]
-        hists = []
-        for name, d in data.items():
-            h = d["density_histogram"]
-            edges = h["bin_edges_log10"]
-            labels = ["never"] + [f"1e{a:.1f}..1e{b:.1f}" for a, b in zip(edges, edges[1:])]
-            hists.append(display.bar_chart(labels, [*h["never_fired"], *h["counts"]], value_name="latents",
-                                           title=f"{name}: latents by log10 firing frequency"))
+        hists = [ev.reconstruction.density_view(f"{name}: latents by log10 firing frequency")
+                 for name, ev in self.dictionaries.items()]
         summary = [(f"{r[0]}: FVU / L0 / CE recovered", " / ".join(
             "–" if v is None else f"{v:.4g}" for v in (r[5], r[4], r[8]))) for r in rows]
         return display.panel(f"dictionary evaluation ({self.model or 'no model'})",

@@ -149,6 +149,22 @@ class ScorerResult:
         return {"precision": self.precision, "recall": self.recall, "accuracy": self.accuracy, "auroc": self.auroc,
                 "n": len(self._scored()), "n_unparsed": self.n_unparsed}
 
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): the metrics, and P(yes) per example (bars, hover for the
+        value; a label says whether the example really activates)."""
+        from .. import display
+
+        title = f"{self.name} scorer"
+        if not self.labels:
+            return display.empty(title, "no example was scored")
+        labels = [f"#{i} {'active' if y else 'not active'}" for i, y in enumerate(self.labels)]
+        return display.panel(title, [display.bar_chart(labels, self.p_yes, value_name="P(yes)",
+                                                       title="P(yes) per example (blank: reply not parsed)")],
+                             summary=list(self.as_dict().items()))
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 #: :attr:`Interpretation.status` values.
 STATUSES = ("ok", "no_explanation", "partly_unscored", "unscored")
@@ -169,6 +185,25 @@ class Interpretation:
     no and were left out); ``unscored`` (no example could be scored: no held-out examples or no usable reply)."""
     raw_reply: str | None = None
     """The explainer's reply when it was not usable (for inspection; never stored as an explanation)."""
+
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): the explanation, its status, and each scorer's view."""
+        from .. import display
+
+        summary: list[tuple[str, object]] = [("explanation", self.explanation or "– (none usable)"),
+                                             ("status", self.status)]
+        for name, metrics in self.scores.items():
+            summary += [(f"{name} {k}", v) for k, v in metrics.items() if k in ("accuracy", "auroc")]
+        children = [r.view() for r in (self.detection, self.fuzzing) if r is not None]
+        if self.raw_reply is not None:
+            children.append(display.text(self.raw_reply, title="explainer's reply (not usable)"))
+        if not children:
+            children = [display.empty("scores", "nothing was scored" if self.explanation else
+                                      "no explanation, so nothing was scored")]
+        return display.panel(f"feature {self.feature}: interpretation", children, summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
 
 
 def _crop(ex: Example, window: int) -> tuple[list[str], list[float]]:

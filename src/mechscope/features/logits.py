@@ -41,6 +41,21 @@ class LogitEffects:
     promoted: list[TokenScore]
     suppressed: list[TokenScore]
 
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): promoted and suppressed tokens as bars (hover for the
+        logit contribution)."""
+        from .. import display
+
+        title = f"feature {self.feature}: logit effects"
+        rows = [*self.promoted, *sorted(self.suppressed, key=lambda t: t.value, reverse=True)]
+        if not rows:
+            return display.empty(title, "no token scores")
+        return display.bar_chart([repr(t.token) for t in rows], [t.value for t in rows],
+                                 value_name="direct logit contribution", title=title)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def decoder_directions(d: Any) -> Float[Tensor, "d_sae d_model"]:
     """One residual-stream direction per feature (flattened like ``FeatureSource.d_sae``).

@@ -147,6 +147,36 @@ class FeatureStats:
         """Mean activation over the tokens where the feature is active."""
         return (self.act_sum / self.active_count.clamp_min(1)).float()
 
+    def view(self, top: int = 20):
+        """Interactive view (:mod:`mechscope.display`): totals, latents per log10 firing-frequency bin (bars, hover
+        for the count) and the most frequent features with their activations; ``db.card(f)`` shows one feature."""
+        from .. import display
+
+        title = f"feature statistics ({self.d_sae} features, {self.n_tokens} tokens)"
+        if self.n_tokens == 0 or self.d_sae == 0:
+            return display.empty("feature statistics", "no token was processed" if self.d_sae else "no features")
+        freq = self.frequency
+        dead = int((self.active_count == 0).sum())
+        live = freq[freq > 0].log10()
+        edges = list(range(-8, 1))
+        counts = [int(((live >= a) & (live < b)).sum()) for a, b in zip(edges, edges[1:])]
+        counts[-1] += int((live >= edges[-1]).sum())  # frequency 1: every token
+        hist = display.bar_chart(["never", *(f"1e{a}..1e{b}" for a, b in zip(edges, edges[1:]))], [dead, *counts],
+                                 value_name="features", title="features by log10 firing frequency")
+        order = freq.argsort(descending=True)[:top].tolist()
+        rows = [[f, float(freq[f]), float(self.max_act[f]), float(self.mean_active[f]), int(self.active_count[f])]
+                for f in order if self.active_count[f] > 0]
+        table = (display.table(["feature", "frequency", "max activation", "mean (active)", "active tokens"], rows,
+                               title=f"most frequent features (top {len(rows)})") if rows else
+                 display.empty("features", "no feature fired on these tokens"))
+        summary: list[tuple[str, Any]] = [("tokens", self.n_tokens), ("sequences", self.n_sequences),
+                                          ("features", self.d_sae), ("never fired", dead)]
+        summary += [(k, v) for k, v in self.meta.items() if isinstance(v, (str, int, float))][:6]
+        return display.panel(title, [hist, table], summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
     def check(self, feature: int) -> int:
         if not 0 <= int(feature) < self.d_sae:
             raise FeatureError(f"feature {int(feature)} is out of range: these statistics cover {self.d_sae} "

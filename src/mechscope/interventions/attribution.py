@@ -68,6 +68,38 @@ class AttributionResult:
         return PatchResult(values, [f"L{layer}" for layer in layers], cols, f"Δ{self.metric_name} (attribution)",
                            title=f"attribution patching {kind}")
 
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): one layers × positions heatmap per kind of hook point
+        (per-head kinds summed over heads; hover a cell for the estimate), and the largest estimates."""
+        from .. import display
+
+        title = f"attribution patching: Δ{self.metric_name} estimates"
+        if not self.scores:
+            return display.empty(title, "no hook point was attributed")
+        by_kind: dict[str, list[int]] = {}
+        other = []
+        for name in self.scores:
+            parts = name.split(".", 2)
+            if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
+                by_kind.setdefault(parts[2], []).append(int(parts[1]))
+            else:
+                other.append(name)
+        children = []
+        for kind, layers in by_kind.items():
+            res = self.sweep(kind, layers=sorted(layers))
+            children.append(display.heatmap(res.values, res.row_labels, res.col_labels, title=kind,
+                                            value_name=f"Δ{self.metric_name}"))
+        totals = sorted(((float(v.sum()), n) for n, v in self.scores.items()), key=lambda t: -abs(t[0]))
+        if other:
+            children.append(display.bar_chart(other, [float(self.scores[n].sum()) for n in other],
+                                              value_name=f"Δ{self.metric_name}", title="other hook points"))
+        summary = [(f"{self.metric_name} of the base run", self.metric_base), ("hook points", len(self.scores))]
+        summary += [(f"Σ at {n}", v) for v, n in totals[:3]]
+        return display.panel(title, children, summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def _per_cell(kind: str, diff_grad: Tensor) -> Tensor:
     """Sum ``(source - base) * grad`` over everything but the cell axes; mean over prompts."""
@@ -130,6 +162,20 @@ class AttributionCheck:
     correlation: float
     attribution: PatchResult
     patching: PatchResult
+
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): the estimates and the real patching side by side, same
+        cells (hover for the values), with their correlation."""
+        from .. import display
+
+        title = "attribution patching vs activation patching"
+        if self.attribution.values.numel() == 0:
+            return display.empty(title, "no cell was compared")
+        return display.panel(title, [self.attribution.view(normalized=False), self.patching.view(normalized=False)],
+                             summary=[("Pearson r", self.correlation), ("cells", self.attribution.values.numel())])
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
 
 
 def attribution_check(model: HookedModel, clean: Inputs, corrupted: Inputs,

@@ -77,6 +77,19 @@ class TextProbeResult:
     n_examples: int
     """Number of texts."""
 
+    def view(self):
+        """The scores per hook point (:meth:`ProbeResult.view`), with the number of texts."""
+        from .. import display
+
+        inner = self.result.view()
+        if inner.empty:
+            return inner
+        return display.panel(f"probe on {self.n_examples} texts", [inner],
+                             summary=[("texts", self.n_examples), *inner.summary])
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def probe_texts(model: HookedModel, texts: Sequence[str], labels: Sequence[float] | Tensor, hooks: Sequence[str], *,
                 pooling: Pooling = "last", config: ProbeConfig | None = None,

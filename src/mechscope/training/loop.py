@@ -183,6 +183,24 @@ class TrainResult:
     out: Path | None = None
     """The run folder, if any."""
 
+    def view(self):
+        """Interactive view (:mod:`mechscope.display`): steps, tokens, the run folder, and each dictionary's
+        metrics at the last logged step (a table; hover a number for its full value). The curves are in the run's
+        ``metrics.jsonl`` (``mechscope report`` or a tracker draws them)."""
+        from .. import display
+
+        if not self.dictionaries:
+            return display.empty("training run", "no dictionary was trained")
+        keys = sorted({k for m in self.metrics.values() for k in m if k != "step"})
+        rows = [[name, d.architecture, d.cfg.hook_name, d.cfg.d_sae, *(self.metrics.get(name, {}).get(k) for k in keys)]
+                for name, d in self.dictionaries.items()]
+        return display.panel(f"training run: {self.steps} steps", [
+            display.table(["dictionary", "arch", "hook", "d_sae", *keys], rows, title="last logged metrics")],
+            summary=[("steps", self.steps), ("tokens", self.tokens), ("run folder", str(self.out or "–"))])
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 class Run:
     """State of one training run (see module docstring); :func:`train` is the usual entry point."""
