@@ -110,3 +110,36 @@ def test_read_metrics_names_the_bad_line(tmp_path):
     p.write_text('{"step": 1, "dictionary": "a", "loss": 1.0}\nnot json\n')
     with pytest.raises(ValueError, match="line 2"):
         read_metrics(p)
+
+
+def test_mechscope_train_logs_to_tensorboard_and_wandb_offline(tmp_path, monkeypatch):
+    """``mechscope train --tensorboard --wandb offline``: both dashboards hold what metrics.jsonl records, and their
+    folders inside --out do not make the run folder count as taken."""
+    pytest.importorskip("tensorboard", reason="pip install 'mechscope[tracking]'")
+    pytest.importorskip("wandb", reason="pip install 'mechscope[tracking]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tiny import save_model_dir
+
+    from mechscope.cli.main import main
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": f"def f{i}(x):\n    return x * {i}\n"}) for i in range(200)))
+    run = tmp_path / "run"
+    argv = ["train", "--model", str(save_model_dir(tmp_path / "model")), "--hook", "blocks.1.resid_post",
+            "--arch", "topk", "--k", "4", "--expansion", "2", "--source", str(corpus), "--context-size", "16",
+            "--batch-size", "64", "--buffer-rows", "256", "--model-batch", "4", "--steps", "4", "--log-every", "2",
+            "--eval-contexts", "0", "--tensorboard", "--wandb", "offline", "--out", str(run)]
+    assert main(argv) == 0
+    truth = read_metrics(run / "metrics.jsonl")
+    tag = next(k for k in truth[4] if k.endswith("/fvu"))
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars(tag)] == [(s, pytest.approx(truth[s][tag], rel=1e-6))
+                                                             for s in (2, 4)]
+    (wandb_file,) = (run / "wandb").glob("offline-run-*/*.wandb")
+    history = wandb_history(wandb_file)
+    assert sorted(history) == [2, 4] and history[4][tag] == pytest.approx(truth[4][tag], rel=1e-6)
+    # --overwrite replaces the run and its dashboards (no stale event files mixed into the new run's)
+    assert main(argv + ["--overwrite"]) == 0
+    assert len(list((run / "wandb").glob("offline-run-*"))) == 1

@@ -4,7 +4,8 @@
 
 Options are generated from the config dataclasses (their field docstrings are the help text): DictionarySpec,
 PackConfig, StoreConfig, OptimConfig, SparsityConfig (prefixed ``--sparsity-``), DeadLatentConfig, LoopConfig.
-Several ``--hook`` values train one dictionary per hook point from the same harvest. Under
+Several ``--hook`` values train one dictionary per hook point from the same harvest. ``--tensorboard`` and
+``--wandb offline|online`` mirror the logged metrics to a dashboard (``metrics.jsonl`` stays the record). Under
 ``torchrun --nproc_per_node=N mechscope train ...`` every rank harvests its own slice and trains with DDP.
 """
 
@@ -18,6 +19,9 @@ from pathlib import Path
 
 from ..data.specs import SOURCE_HELP
 from .options import arg_type, field_docs
+
+if typing.TYPE_CHECKING:
+    from mechscope.training.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +89,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "refused)")
     p.add_argument("--eval-contexts", type=int, default=32, help="held-out contexts for eval.json (0: skip)")
     p.add_argument("--device", default=None, help="device of model and dictionaries (default: cpu / this rank's GPU)")
+    t = p.add_argument_group("tracking", "mirror the logged metrics to a dashboard (metrics.jsonl in --out stays the "
+                                         "record of the run; needs pip install 'mechscope[tracking]')")
+    t.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
+                   help="write TensorBoard event files to DIR (default: <out>/tensorboard)")
+    t.add_argument("--wandb", choices=("offline", "online"), default=None,
+                   help="log to Weights & Biases; offline writes <out>/wandb/offline-run-* (upload: wandb sync)")
+    t.add_argument("--wandb-project", default="mechscope", help="W&B project (default: mechscope)")
+    t.add_argument("--wandb-name", default=None, help="W&B run name (default: the name of --out)")
     for _, path, prefix, skip in GROUPS:
         _add_group(p, _cls(path), prefix, skip)
     p.set_defaults(run=run)
+
+
+def _trackers(args: argparse.Namespace) -> list[Tracker]:
+    """The trackers asked for by --tensorboard / --wandb (their folders inside --out by default)."""
+    import shutil
+
+    from mechscope.training.loop import TRACKER_FOLDERS
+    from mechscope.training.tracking import TensorBoardTracker, WandbTracker
+
+    if args.overwrite:  # a replaced run's dashboards go with it
+        for name in TRACKER_FOLDERS:
+            shutil.rmtree(Path(args.out) / name, ignore_errors=True)
+    out: list[Tracker] = []
+    if args.tensorboard is not None:
+        out.append(TensorBoardTracker(args.tensorboard or Path(args.out) / "tensorboard"))
+    if args.wandb is not None:
+        out.append(WandbTracker(project=args.wandb_project, name=args.wandb_name or Path(args.out).name,
+                                mode=args.wandb, dir=args.out))  # wandb writes <out>/wandb
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,8 +159,13 @@ def run(args: argparse.Namespace) -> int:
                                            world_size=info.world_size)
     meta = {"data": {"source": args.source, "field": args.field, "pack": dataclasses.asdict(pack_cfg),
                      "buffer_rows": store_cfg.buffer_rows}}
-    result = train(store, specs, cfg, out=args.out, model_name=args.model, resume=args.resume,
-                   overwrite=args.overwrite, info=info, meta=meta)
+    trackers = _trackers(args) if info.is_main else []  # only the main rank logs
+    try:
+        result = train(store, specs, cfg, out=args.out, model_name=args.model, resume=args.resume,
+                       overwrite=args.overwrite, info=info, meta=meta, callbacks=trackers)
+    finally:
+        for tracker in trackers:  # each closes itself after the last step; this covers a failed run
+            tracker.close()
     if info.is_main:
         for name, m in result.metrics.items():
             log.info("%s: loss %.4g, fvu %.4f, l0 %.1f", name, m.get("loss", float("nan")), m.get("fvu", float("nan")),

@@ -72,6 +72,9 @@ RESUME_OVERRIDABLE = ("config.loop.steps", "config.loop.log_every", "config.loop
                       "config.loop.keep_checkpoints")
 #: Files and folders a training run writes into its folder (besides one folder per dictionary).
 RUN_ARTIFACTS = ("checkpoints", "metrics.jsonl", "run.json", "eval.json", "eval.png")
+TRACKER_FOLDERS = ("tensorboard", "wandb")
+"""Where ``mechscope train --tensorboard / --wandb`` log by default; its trackers start before the run, so these are
+neither run artifacts nor foreign files to the emptiness check (like an activation cache)."""
 
 
 def _is_activation_cache(path: Path) -> bool:
@@ -90,7 +93,7 @@ def _run_entries(out: Path) -> tuple[list[Path], list[Path]]:
     ours: list[Path] = []
     other: list[Path] = []
     for p in sorted(out.iterdir()):
-        if p.name.startswith(".") or _is_activation_cache(p):
+        if p.name.startswith(".") or p.name in TRACKER_FOLDERS or _is_activation_cache(p):
             continue
         is_dictionary = p.is_dir() and (p / "cfg.json").is_file()
         is_features = p.name.startswith("features.db") or p.name == "dashboards"
