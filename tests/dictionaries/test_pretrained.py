@@ -182,6 +182,9 @@ def test_registry_covers_the_public_families():
     assert {"gemma-scope-2b-pt-res", "gemma-scope-2b-pt-mlp", "gemma-scope-2b-pt-att", "gemma-scope-2b-pt-transcoders",
             "llama_scope_lxr_8x", "circuit-tracer-gemma-2-2b", "circuit-tracer-qwen3-4b", "gpt2-small-res-jb"} <= names
     assert all(r.model.count("/") == 1 and r.repo_id.count("/") == 1 for r in RELEASES.values())
+    # the repositories circuit-tracer's own presets resolve to ("gemma", "llama" in circuit_tracer.utils.hf_utils)
+    assert RELEASES["circuit-tracer-gemma-2-2b"].repo_id == "mwhanna/gemma-scope-transcoders"
+    assert RELEASES["circuit-tracer-llama-3.2-1b"].repo_id == "mntss/transcoder-Llama-3.2-1B"
     assert {r.name for r in list_releases("qwen3")} == {n for n in names if "qwen3" in n}
 
 

@@ -115,7 +115,7 @@ RELEASES: dict[str, Release] = {r.name: r for r in [
     _llama_scope("A", 32, "blocks.{L}.attn_out"),
     _llama_scope("M", 8, "blocks.{L}.mlp_out"),
     _llama_scope("M", 32, "blocks.{L}.mlp_out"),
-    _circuit_tracer("circuit-tracer-gemma-2-2b", "mntss/gemma-scope-transcoders", G2, 26),
+    _circuit_tracer("circuit-tracer-gemma-2-2b", "mwhanna/gemma-scope-transcoders", G2, 26),  # circuit-tracer "gemma"
     _circuit_tracer("circuit-tracer-llama-3.2-1b", "mntss/transcoder-Llama-3.2-1B", "meta-llama/Llama-3.2-1B", 16),
     _circuit_tracer("circuit-tracer-qwen3-0.6b", "mwhanna/qwen3-0.6b-transcoders-lowl0", "Qwen/Qwen3-0.6B", 28),
     _circuit_tracer("circuit-tracer-qwen3-1.7b", "mwhanna/qwen3-1.7b-transcoders-lowl0", "Qwen/Qwen3-1.7B", 28),
