@@ -8,7 +8,14 @@ import torch
 from mechscope.interventions import Cell, activation_patch, correlation, logit_diff
 from mechscope.interventions.attribution import attribution_check, attribution_patch
 
-POST_NORM = {"gemma2", "gemma3"}  # attn_out / mlp_out pass through a (nonlinear) post-norm
+ATOL = 2e-5
+
+
+
+def post_norm(model) -> bool:
+    """attn_out / mlp_out are a norm's output (Gemma 2/3, OLMo-2/3): what feeds that norm (z, mlp.post) reaches the
+    residual nonlinearly."""
+    return model.adapter.attn_out_norm is not None
 
 
 @contextlib.contextmanager
@@ -46,20 +53,21 @@ def linear_head(model, corrupted, zero_last_mlp=False):
 def test_exact_where_the_model_is_linear(tiny, zero_mlp):
     """With the final norm's scale frozen, logits are affine in the last block's outputs (and, with the last MLP
     zeroed, in its attention: z per head, attn_out, resid_mid): attribution patching must equal real patching cell
-    by cell. A gradient read at the wrong place, position or head fails this."""
+    by cell. A gradient read at the wrong place, position or head fails this. Mixture-of-experts blocks have no
+    mlp.post (documented); their per-expert outputs sum linearly into mlp_out and take its place."""
     g = torch.Generator().manual_seed(5)
     clean = torch.randint(0, 256, (2, 6), generator=g)
     corrupted = torch.randint(0, 256, (2, 6), generator=g)
     metric = logit_diff([3, 4], [7, 8])
     last = tiny.cfg.n_layers - 1
-    post_norm = tiny.cfg.family in POST_NORM
+    normed = post_norm(tiny)
     if zero_mlp:
-        kinds = ["attn_out"] + ([] if post_norm else ["attn.z"])
-        kinds += ["resid_mid"] if f"blocks.{last}.resid_mid" in tiny.namespace else []
+        kinds = ["attn_out"] + ([] if normed else ["attn.z"]) + ["resid_mid"]
     else:
-        kinds = ["resid_post", "mlp_out"] + ([] if post_norm else ["mlp.post"])
+        kinds = ["resid_post", "mlp_out"] + ([] if normed else ["mlp.post", "mlp.expert_out"])
         kinds += ["attn_out"] if tiny.cfg.parallel_residual else []
-    names = [f"blocks.{last}.{k}" for k in kinds]
+    names = [f"blocks.{last}.{k}" for k in kinds if f"blocks.{last}.{k}" in tiny.namespace]
+    assert len(names) >= 2 + (not normed and not zero_mlp)  # e.g. a dense block's mlp.post, an MoE's expert_out
     with linear_head(tiny, corrupted, zero_last_mlp=zero_mlp):
         attr = attribution_patch(tiny, clean, corrupted, metric, names=names)
         with torch.no_grad():
@@ -73,8 +81,13 @@ def test_exact_where_the_model_is_linear(tiny, zero_mlp):
                 cells = [Cell(name, pos=p) for p in range(6)]
                 est = attr.scores[name]
             real = activation_patch(tiny, clean, corrupted, metric, cells) - base
-            assert real.abs().max() > 1e-3, name  # the patches do something
-            torch.testing.assert_close(est, real, atol=2e-5, rtol=1e-3, msg=name)
+            # The patches do something: ten times the absolute tolerance, so a missing gradient (estimate 0) or one
+            # read at another cell fails by that much. Only the last position reaches the metric here. The smallest
+            # such effect is SmolLM3's attn_out, 4.65e-4 (estimate within 2.6e-4 relative): its two prompts' answer
+            # pairs (3 vs 7, 4 vs 8) nearly cancel in the mean for these weights. Not its no-RoPE last layer: with
+            # RoPE there it is 1.9e-4, and over 30 random answer pairs the median is 0.097 either way (Llama 0.14).
+            assert real.abs().max() > 10 * ATOL, name
+            torch.testing.assert_close(est, real, atol=ATOL, rtol=1e-3, msg=name)
 
 
 def test_first_order_at_every_hook_point(tiny):
@@ -84,16 +97,43 @@ def test_first_order_at_every_hook_point(tiny):
     corrupted = torch.randint(0, 256, (2, 6), generator=g)
     names = [n for n in tiny.hook_names() if n.startswith("blocks.")]
     _, cache = tiny.run_with_cache(corrupted, names=names)
-    source = {n: cache[n] + 1e-3 * torch.randn(cache[n].shape, generator=g) for n in names}
+    noise = {n: 1e-3 * torch.randn(cache[n].shape, generator=g) for n in names}
+    # Routing weights are perturbed among the experts each token is sent to: turning on an expert the base run
+    # does not compute has an effect no gradient of the base run can see.
+    source = {n: cache[n] + (noise[n] * (cache[n] != 0) if n.endswith("router_weights") else noise[n]) for n in names}
     metric = logit_diff(3, 7)
     attr = attribution_patch(tiny, source, corrupted, metric, names=names)
     with torch.no_grad():
         base = metric(tiny(corrupted)).mean()
     real = activation_patch(tiny, source, corrupted, metric, [Cell(n) for n in names]) - base
     est = torch.stack([attr.scores[n].sum() for n in names])
+    # Top-k routing is a step function: where a perturbation flips a token's choice of experts (a near tie in the
+    # router), the effect jumps and no first-order estimate follows it. Those cells are left out; tiny random
+    # routers are near uniform, so ties are common (12 of 43 cells flip for Qwen2-MoE, 4 of 30 for OLMoE), but
+    # two thirds of the cells must remain.
+    flipped = [i for i, n in enumerate(names) if _reroutes(tiny, corrupted, n, source[n])]
+    assert len(flipped) <= len(names) // 3, [names[i] for i in flipped]
+    kept = [i for i in range(len(names)) if i not in flipped]
+    names, est, real = [names[i] for i in kept], est[kept], real[kept]
     assert correlation(est, real) > 0.99
     rel = (est - real).abs() / real.abs().clamp_min(1e-7)
     assert float(rel.median()) < 0.05, dict(zip(names, rel.tolist()))
+
+
+def _reroutes(model, tokens, name, value) -> bool:
+    """Whether replacing ``name`` by ``value`` changes which experts any token is routed to (False without MoE)."""
+    routers = [n for n in model.hook_names() if n.endswith("mlp.router_weights")]
+    if not routers:
+        return False
+    support = {}
+
+    def record(act, hook):
+        support.setdefault(hook.name, []).append(act != 0)
+
+    with torch.no_grad():
+        model.run_with_hooks(tokens, [(n, record) for n in routers])
+        model.run_with_hooks(tokens, [(name, lambda act, hook: value.to(act.dtype))] + [(n, record) for n in routers])
+    return any(not torch.equal(*support[n]) for n in routers)
 
 
 def test_sweep_layout_and_check():

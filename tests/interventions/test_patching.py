@@ -3,8 +3,18 @@
 import pytest
 import torch
 
-from mechscope.interventions import (Cell, MetricShapeError, PatchInputError, activation_patch, logit_diff,
-                                     patch_head_components, patch_heads, patch_resid, patch_sweep, prob)
+from mechscope.interventions import (
+    Cell,
+    MetricShapeError,
+    PatchInputError,
+    activation_patch,
+    logit_diff,
+    patch_head_components,
+    patch_heads,
+    patch_resid,
+    patch_sweep,
+    prob,
+)
 from mechscope.interventions.metrics import kl_div, user_metric
 
 
@@ -25,7 +35,11 @@ def test_full_residual_at_last_layer_recovers_clean_metric(tiny, pair):
     with torch.no_grad():
         want = metric(tiny(clean)).mean()
         corr = metric(tiny(corrupted)).mean()
-    assert abs(float(want - corr)) > 1e-3  # the corruption matters, so recovery is a real check
+    # The corruption moves the metric by ten times the tolerance recovery is checked at, so a patch that does
+    # nothing fails by that much. (Tiny random models move it little: 2.4e-4 for Granite, whose logits HF divides
+    # by logits_scaling=4, 5.9e-4 for Bloom; 1e-3 or more for the rest.)
+    tol = 1e-5 + 1e-5 * abs(float(want))
+    assert abs(float(want - corr)) > 10 * tol
     got = activation_patch(tiny, clean, corrupted, metric,
                            [Cell(f"blocks.{n - 1}.resid_post"), Cell("blocks.0.resid_pre"), Cell("final_norm")])
     torch.testing.assert_close(got, want.expand(3), atol=1e-5, rtol=1e-5)
@@ -105,7 +119,8 @@ def test_kl_and_user_metrics(pair):
     with torch.no_grad():
         ref = model(clean)
     kl = kl_div(ref)
-    res = activation_patch(model, clean, corrupted, kl, [Cell("blocks.1.resid_post"), Cell("blocks.0.resid_pre", pos=0)])
+    res = activation_patch(model, clean, corrupted, kl,
+                           [Cell("blocks.1.resid_post"), Cell("blocks.0.resid_pre", pos=0)])
     assert abs(float(res[0])) < 1e-5  # the clean distribution restored exactly
     with torch.no_grad():
         assert float(kl(model(corrupted)).mean()) > 1e-4
