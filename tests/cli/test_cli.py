@@ -93,8 +93,15 @@ def test_quick_tour_writes_a_report_with_plots(tmp_path, smollm):
         verdict = prose.steering(found["steering_concept"], found["steering_feature"], found["steering_success"],
                                  found["steering_control_success"], found["steering_baseline_success"],
                                  found["steering_prob"], found["steering_control_prob"],
-                                 found["steering_baseline_prob"], 10)
+                                 found["steering_baseline_prob"], 10, mentions=found["steering_mentions"],
+                                 control_mentions=found["steering_control_mentions"],
+                                 baseline_mentions=found["steering_baseline_mentions"],
+                                 strength=found["steering_strength"])
         assert verdict.split(". ")[-1] in html
+        # the kept strength is the weakest with the most fluent mentions in the sweep the report plots
+        sweep = found["steering_sweep"]
+        assert found["steering_success"] == max(x["success"] for x in sweep) and found["steering_mentions"] >= \
+            found["steering_success"]
     assert (tmp_path / "dictionaries" / "sae" / "dashboards" / "index.html").is_file()
     assert (tmp_path / "dictionaries" / "tour_settings.json").is_file()
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import re
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 import mechscope as ms
-from mechscope.features.concepts import (concept_forms, evaluate_concept_steering, find_concept_feature,
-                                         mentions)
+from mechscope.features.concepts import concept_forms, evaluate_concept_steering, find_concept_feature, mentions
 from mechscope.features.source import FeatureError
 from mechscope.features.stats import Example
 
@@ -52,8 +53,9 @@ def test_find_concept_feature_prefers_features_peaking_on_the_concept():
 
 @pytest.mark.real
 def test_steering_toward_an_unembedding_direction_beats_equal_norm_controls(smollm):
-    """A feature whose decoder direction is ' love' in the unembedding, added at norm 300 to the last residual
-    (whose norm is several hundred), makes the continuations say love; random features at the same norm do not."""
+    """A feature whose decoder direction is ' love' in the unembedding, added to the last residual (norm several
+    hundred): at a moderate strength the continuations say love and stay text; at the strongest they only repeat it,
+    which the sweep counts as mentions but not successes; random features at the kept norm do nothing."""
     model = smollm
     layer = model.cfg.n_layers - 1
     d = ms.dictionaries.create("topk", d_in=model.cfg.d_model, d_sae=16, k=1,
@@ -63,7 +65,53 @@ def test_steering_toward_an_unembedding_direction_beats_equal_norm_controls(smol
         d.W_dec[0] = love / love.norm()
     card = SimpleNamespace(max_act=1.0)
     db = SimpleNamespace(card=lambda f: card, by_density=lambda *a, **k: [(f, 0.01) for f in range(16)])
-    res = evaluate_concept_steering(model, d, db, "love", 0, strength=300.0, n_controls=3, max_new_tokens=8)
-    assert res.success >= 0.75 and res.baseline_success <= 0.25 and res.control_success <= 0.25
+    res = evaluate_concept_steering(model, d, db, "love", 0, strengths=(300.0, 25.0, 50.0), n_controls=3,
+                                    max_new_tokens=8)
+    assert [x["strength"] for x in res.sweep] == [25.0, 50.0, 300.0]
+    strongest = res.sweep[-1]
+    assert strongest["mentions"] == 1.0 and strongest["success"] <= 0.25  # "love love love ...": said, not fluent
+    assert res.strength < 300.0 and res.success >= 0.5 and res.success == max(x["success"] for x in res.sweep)
+    assert res.baseline_success <= 0.25 and res.control_success <= 0.25 and res.mentions >= res.success
     assert res.concept_prob > 10 * max(res.control_prob, res.baseline_prob)
     assert len(res.examples) == len(res.prompts) and res.control_features and 0 not in res.control_features
+    with pytest.raises(FeatureError, match="strengths"):
+        evaluate_concept_steering(model, d, db, "love", 0, strengths=(0.0,))
+
+
+@pytest.mark.real
+def test_fluency_separates_text_from_repetition_and_noise(smollm):
+    """The unsteered model's own greedy continuations are fluent; a repeated word and token soup are not."""
+    from mechscope.features.concepts import FluencyBound, continuation_scores, fluency_bound
+
+    prompts = ["I think that", "Yesterday we went to", "The story begins with", "Everyone knows that"]
+    bound = fluency_bound(smollm, prompts, max_new_tokens=10)
+    assert 0.5 < bound.max_nll < 8.0                      # nats per token: text, neither copied nor random
+    greedy = smollm.generate(prompts, max_new_tokens=10)
+    scores = continuation_scores(smollm, prompts, greedy)
+    assert sum(bound.fluent(n, d) for n, d in scores) >= 3
+    repeated = continuation_scores(smollm, prompts, [" love love love love love love love love"] * 4)
+    assert all(d < bound.min_distinct for _, d in repeated) and not any(bound.fluent(*s) for s in repeated)
+    soup = continuation_scores(smollm, prompts, [" comthanCaseD qx zv Ł romycin bohyd aturity"] * 4)
+    assert all(n > bound.max_nll for n, _ in soup)
+    assert continuation_scores(smollm, ["a"], [""]) == [(float("inf"), 0.0)]
+    assert not FluencyBound(2.0).fluent(2.5, 1.0) and FluencyBound(2.0).fluent(1.5, 0.5)
+    with pytest.raises(FeatureError, match="continuations"):
+        continuation_scores(smollm, prompts, greedy[:2])
+
+
+def test_concept_steering_view_shows_sweep_controls_and_empty_runs():
+    from mechscope.features.concepts import ConceptSteering
+
+    res = ConceptSteering("music", 7, 0.9, 4.0, ["I think that"], 0.5, 0.0, 0.1, 0.2, 0.001, 0.002,
+                          mentions=0.75, control_mentions=0.0, baseline_mentions=0.1, fluent=0.8, max_nll=3.1,
+                          sweep=[{"strength": 2.0, "success": 0.25, "mentions": 0.25, "fluent": 1.0,
+                                  "concept_prob": 0.01},
+                                 {"strength": 4.0, "success": 0.5, "mentions": 0.75, "fluent": 0.8,
+                                  "concept_prob": 0.2}],
+                          control_features=[3], examples=[{"prompt": "I think that", "baseline": " it is",
+                                                           "steered": " music is"}])
+    html = res._repr_html_()
+    assert "fluent mentions" in html and "x4" in html and "50% of 1" in html and " music is" in html
+    assert not re.search(r"(src|href)\s*=\s*[\"']?https?:|url\(\s*[\"']?https?:|import\s*\(", html)  # nothing fetched
+    empty = ConceptSteering("music", 7, 0.9, 4.0, [], math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
+    assert "no prompts were steered" in empty._repr_html_()

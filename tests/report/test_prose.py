@@ -33,6 +33,13 @@ def test_steering_verdicts():
     assert "steers toward the concept" in works and "minority" in weak
     assert "more likely" in likely and "does not steer" in fails
     assert "80%" in works and "10%" in works
+    # mentions that come only with broken text are named as such, not as steering
+    broken = prose.steering("music", 7, 0.0, 0.0, 0.0, 0.3, 0.001, 0.001, 12, mentions=0.9, control_mentions=0.0,
+                            baseline_mentions=0.0, strength=16)
+    assert "breaking them" in broken and "×16" in broken and "90% mention it at all" in broken
+    fluent = prose.steering("music", 7, 0.6, 0.0, 0.0, 0.3, 0.001, 0.001, 12, mentions=0.9, control_mentions=0.0,
+                            baseline_mentions=0.0, strength=4)
+    assert "steers toward the concept" in fluent and "breaking" not in fluent
 
 
 def test_graph_and_faithfulness_and_group():

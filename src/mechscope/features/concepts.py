@@ -4,13 +4,18 @@ prompts, and compare with random features of the same norm and with no steering.
 - :func:`concept_forms`: the word forms counted as mentioning a concept (``love`` -> love, loves, loved, ...).
 - :func:`find_concept_feature`: the feature whose top examples most often contain the concept at their peak token
   (full-text search of the database, then a count over each candidate's top examples).
-- :func:`steering_success`: for each prompt, does the greedy continuation mention the concept, and how much
-  next-token probability do the concept's tokens get.
-- :func:`evaluate_concept_steering`: all of that for one concept, with ``n_controls`` random live features scaled to
-  the same vector norm, as a :class:`ConceptSteering` (JSON-ready).
+- :func:`fluency_bound` / :func:`continuation_scores`: when a continuation still reads as text. It is fluent when
+  the *unsteered* model finds it no less likely (mean per-token NLL) than 90% of its own sampled continuations of
+  the same prompts, and no more than half its tokens repeat. Steering too hard makes a continuation mention the
+  concept by repeating it ("music music music"); that counts as a mention but not as a success.
+- :func:`steering_success`: for each prompt, does the greedy continuation mention the concept, is it fluent, and how
+  much next-token probability do the concept's tokens get.
+- :func:`evaluate_concept_steering`: a sweep over strengths, keeping the weakest one with the most fluent mentions,
+  then ``n_controls`` random live features scaled to that vector norm, as a :class:`ConceptSteering` (JSON-ready).
 
 The numbers are what a claim "feature F steers toward concept C" needs: the success rate with F, with random
-directions of the same size, and without steering, on prompts that say nothing about C.
+directions of the same size, and without steering, on prompts that say nothing about C, counting only continuations
+that are still fluent text.
 """
 
 from __future__ import annotations
@@ -87,25 +92,109 @@ def find_concept_feature(db: Any, word: str, *, candidates: int = 40, min_matche
     return best
 
 
+MIN_DISTINCT = 0.5
+"""A fluent continuation repeats at most half of its tokens (share of distinct token ids >= this)."""
+NLL_QUANTILE = 0.9
+"""A fluent continuation is as likely, to the unsteered model, as this share of the model's own samples."""
+STRENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
+"""Default sweep: multiples of the feature's max activation."""
+
+
+@dataclass
+class FluencyBound:
+    """When a continuation counts as fluent text (see the module docstring)."""
+
+    max_nll: float
+    """Mean per-token negative log-likelihood (nats) under the unsteered model, at most."""
+    min_distinct: float = MIN_DISTINCT
+    """Share of distinct token ids in the continuation, at least."""
+
+    def fluent(self, nll: float, distinct: float) -> bool:
+        return nll <= self.max_nll and distinct >= self.min_distinct
+
+
+@torch.no_grad()
+def continuation_scores(model: Any, prompts: Sequence[str], continuations: Sequence[str]
+                        ) -> list[tuple[float, float]]:
+    """Per continuation: ``(mean NLL per token under the model as it is now, share of distinct tokens)``.
+
+    Call it with no steering hooks on, so that the NLL is the unsteered model's. An empty continuation scores
+    ``(inf, 0.0)``: nothing was written, which is not fluent.
+    """
+    if len(prompts) != len(continuations):
+        raise FeatureError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+    out = []
+    for prompt, text in zip(prompts, continuations):
+        cont = model.tokenizer.encode(text, add_special_tokens=False)
+        if not cont:
+            out.append((float("inf"), 0.0))
+            continue
+        head = model.to_tokens(prompt)[0]  # (P,), with BOS where the model prepends it
+        ids = torch.cat([head, torch.tensor(cont, device=head.device)])[None]  # (1, P + C)
+        ids = ids[:, -int(model.cfg.n_ctx):]
+        logits = model(ids)[0, -len(cont) - 1:-1].float()  # (C, V): the predictions of each continuation token
+        nll = torch.nn.functional.cross_entropy(logits, ids[0, -len(cont):], reduction="mean")
+        out.append((float(nll), len(set(cont)) / len(cont)))
+    return out
+
+
+@torch.no_grad()
+def fluency_bound(model: Any, prompts: Sequence[str], *, max_new_tokens: int = 16, samples: int = 2,
+                  seed: int = 0, quantile: float = NLL_QUANTILE, min_distinct: float = MIN_DISTINCT
+                  ) -> FluencyBound:
+    """The NLL the unsteered model's own sampled continuations (temperature 1) stay under, at ``quantile``."""
+    if not 0.0 < quantile <= 1.0:
+        raise FeatureError(f"quantile must be in (0, 1], got {quantile}")
+    nlls: list[float] = []
+    for i in range(samples):
+        texts = model.generate(list(prompts), max_new_tokens=max_new_tokens, do_sample=True, seed=seed + i)
+        nlls += [n for n, _ in continuation_scores(model, prompts, texts) if n != float("inf")]
+    if not nlls:
+        raise FeatureError("the unsteered model wrote nothing to measure fluency against")
+    return FluencyBound(float(torch.tensor(nlls).quantile(quantile)), min_distinct)
+
+
+@dataclass
+class SteeringOutcome:
+    """What one steering vector (or none) does over a set of prompts."""
+
+    mention_rate: float
+    """Share of continuations that mention the concept."""
+    fluent_rate: float
+    """Share of continuations that are fluent (:class:`FluencyBound`)."""
+    success: float
+    """Share that mention the concept and are fluent."""
+    concept_prob: float
+    """Mean next-token probability of the concept's tokens after the prompt."""
+    texts: list[str]
+
+
 @torch.no_grad()
 def steering_success(model: Any, vectors: Sequence[SteeringVector], prompts: Sequence[str], forms: Sequence[str],
-                     *, max_new_tokens: int = 16) -> tuple[float, float, list[str]]:
-    """``(mention rate, mean next-token probability of the concept's tokens, continuations)`` under ``vectors``."""
+                     bound: FluencyBound, *, max_new_tokens: int = 16) -> SteeringOutcome:
+    """Mentions, fluency and the concept's next-token probability under ``vectors`` (none: the unsteered model)."""
     hooks = steering_hooks(vectors)
-    texts = model.generate(list(prompts), max_new_tokens=max_new_tokens, fwd_hooks=hooks)
+    texts = list(model.generate(list(prompts), max_new_tokens=max_new_tokens, fwd_hooks=hooks))
     ids = torch.tensor(concept_token_ids(model.tokenizer, forms))
     probs = []
     with model.hooks(hooks):
         for p in prompts:
             logits = model(p)[0, -1]  # (V,)
             probs.append(float(logits.float().softmax(-1)[ids].sum()))
-    rate = sum(mentions(t, forms) for t in texts) / len(texts)
-    return rate, sum(probs) / len(probs), list(texts)
+    said = [mentions(t, forms) for t in texts]
+    fluent = [bound.fluent(n, d) for n, d in continuation_scores(model, prompts, texts)]  # unsteered: hooks are off
+    n = len(texts)
+    return SteeringOutcome(sum(said) / n, sum(fluent) / n, sum(s and f for s, f in zip(said, fluent)) / n,
+                           sum(probs) / len(probs), texts)
 
 
 @dataclass
 class ConceptSteering:
-    """One concept steered by one feature, against random features of equal norm and no steering."""
+    """One concept steered by one feature, against random features of equal norm and no steering.
+
+    Success rates count continuations that mention the concept *and* are fluent; ``*_mentions`` count mentions of
+    any kind. ``strength`` is the weakest in ``sweep`` with the highest success.
+    """
 
     concept: str
     feature: int
@@ -115,7 +204,7 @@ class ConceptSteering:
     """Multiple of the feature's max activation added along its decoder direction."""
     prompts: list[str]
     success: float
-    """Fraction of continuations that mention the concept, steering with the feature."""
+    """Fraction of continuations that mention the concept and are fluent, steering with the feature."""
     control_success: float
     """The same with random live features scaled to the same vector norm (mean over controls)."""
     baseline_success: float
@@ -124,6 +213,16 @@ class ConceptSteering:
     """Mean next-token probability of the concept's tokens, steering with the feature."""
     control_prob: float
     baseline_prob: float
+    mentions: float = float("nan")
+    """Fraction of continuations that mention the concept, fluent or not, steering with the feature."""
+    control_mentions: float = float("nan")
+    baseline_mentions: float = float("nan")
+    fluent: float = float("nan")
+    """Fraction of the steered continuations that are fluent."""
+    max_nll: float = float("nan")
+    """The fluency bound used (nats per token under the unsteered model)."""
+    sweep: list[dict[str, float]] = field(default_factory=list)
+    """Per strength tried: ``{"strength", "success", "mentions", "fluent", "concept_prob"}``."""
     control_features: list[int] = field(default_factory=list)
     examples: list[dict[str, str]] = field(default_factory=list)
     """Per prompt: ``{"prompt", "baseline", "steered"}`` continuations."""
@@ -131,34 +230,86 @@ class ConceptSteering:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def view(self) -> Any:
+        """Interactive view (:mod:`mechscope.display`): the strength sweep, the comparison with the controls and the
+        continuations with and without steering."""
+        from .. import display
+
+        title = f"steering toward '{self.concept}' with feature {self.feature}"
+        if not self.prompts:
+            return display.empty(title, "no prompts were steered")
+        children = []
+        if self.sweep:
+            children.append(display.line_plot(
+                {"fluent mentions": [x["success"] for x in self.sweep],
+                 "mentions (any)": [x["mentions"] for x in self.sweep],
+                 "fluent continuations": [x["fluent"] for x in self.sweep]},
+                [f"x{x['strength']:g}" for x in self.sweep], title="strength sweep", y_label="share of prompts"))
+        children.append(display.table(
+            ["", "fluent mentions", "mentions (any)", "p(concept)"],
+            [["feature", self.success, self.mentions, self.concept_prob],
+             ["random features, equal norm", self.control_success, self.control_mentions, self.control_prob],
+             ["no steering", self.baseline_success, self.baseline_mentions, self.baseline_prob]],
+            title=f"at x{self.strength:g}"))
+        if self.examples:
+            children.append(display.table(["prompt", "without steering", "steered"],
+                                          [[e["prompt"], e["baseline"], e["steered"]] for e in self.examples],
+                                          title="continuations"))
+        summary: list[tuple[str, Any]] = [("strength", f"x{self.strength:g}"),
+                                          ("fluent mentions", f"{self.success:.0%} of {len(self.prompts)}"),
+                                          ("random features", f"{self.control_success:.0%}"),
+                                          ("no steering", f"{self.baseline_success:.0%}")]
+        return display.panel(title, children, summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def evaluate_concept_steering(model: Any, dictionary: Any, db: Any, concept: str, feature: int, *,
-                              strength: float = 4.0, prompts: Sequence[str] = NEUTRAL_PROMPTS,
+                              strengths: Sequence[float] = STRENGTHS, prompts: Sequence[str] = NEUTRAL_PROMPTS,
                               n_controls: int = 3, max_new_tokens: int = 16, seed: int = 0,
-                              match_fraction: float = float("nan")) -> ConceptSteering:
-    """Steer ``prompts`` with ``feature`` and with ``n_controls`` random live features of the same norm."""
+                              match_fraction: float = float("nan"), bound: FluencyBound | None = None
+                              ) -> ConceptSteering:
+    """Steer ``prompts`` with ``feature`` at each of ``strengths``; keep the weakest with the most fluent mentions
+    and compare it with ``n_controls`` random live features of the same norm and with no steering.
+
+    ``bound`` defaults to :func:`fluency_bound` on the same prompts (pass one to share it between concepts).
+    """
     if len(prompts) < 1:
         raise FeatureError("give at least one prompt")
+    if not strengths or any(not (s > 0 and s < float("inf")) for s in strengths):
+        raise FeatureError(f"strengths must be positive and finite, got {list(strengths)}")
     forms = concept_forms(concept)
+    if bound is None:
+        bound = fluency_bound(model, prompts, max_new_tokens=max_new_tokens, seed=seed)
     card = db.card(feature)
-    vec = feature_vector(dictionary, feature, strength, max_activation=card.max_act)
+    tried = []
+    for strength in sorted(strengths):
+        vec = feature_vector(dictionary, feature, strength, max_activation=card.max_act)
+        tried.append((strength, vec, steering_success(model, [vec], prompts, forms, bound,
+                                                      max_new_tokens=max_new_tokens)))
+    strength, vec, best = max(tried, key=lambda t: (t[2].success, -t[0]))
     norm = float(vec.vector.norm())
     live = [f for f, _ in db.by_density(1e-9, 1.0, limit=100_000) if f != feature]
     rng = random.Random(seed)
     controls = rng.sample(live, min(n_controls, len(live)))
-    success, prob, texts = steering_success(model, [vec], prompts, forms, max_new_tokens=max_new_tokens)
-    base_success, base_prob, base_texts = steering_success(model, [], prompts, forms, max_new_tokens=max_new_tokens)
-    c_success, c_prob = [], []
+    base = steering_success(model, [], prompts, forms, bound, max_new_tokens=max_new_tokens)
+    ctrl = []
     for c in controls:
         cv = feature_vector(dictionary, c, 1.0, max_activation=db.card(c).max_act)
         cv = SteeringVector(cv.hook_name, cv.vector * (norm / float(cv.vector.norm().clamp_min(1e-12))),
                             f"feature {c} at equal norm")
-        s, p, _ = steering_success(model, [cv], prompts, forms, max_new_tokens=max_new_tokens)
-        c_success.append(s)
-        c_prob.append(p)
+        ctrl.append(steering_success(model, [cv], prompts, forms, bound, max_new_tokens=max_new_tokens))
+
     def mean(xs: list[float]) -> float:
         return sum(xs) / len(xs) if xs else float("nan")
 
-    return ConceptSteering(concept, feature, match_fraction, strength, list(prompts), success, mean(c_success),
-                           base_success, prob, mean(c_prob), base_prob, controls,
-                           [{"prompt": p, "baseline": b, "steered": t} for p, b, t in zip(prompts, base_texts, texts)])
+    return ConceptSteering(
+        concept, feature, match_fraction, strength, list(prompts), best.success, mean([c.success for c in ctrl]),
+        base.success, best.concept_prob, mean([c.concept_prob for c in ctrl]), base.concept_prob,
+        mentions=best.mention_rate, control_mentions=mean([c.mention_rate for c in ctrl]),
+        baseline_mentions=base.mention_rate, fluent=best.fluent_rate, max_nll=bound.max_nll,
+        sweep=[{"strength": s, "success": o.success, "mentions": o.mention_rate, "fluent": o.fluent_rate,
+                "concept_prob": o.concept_prob} for s, _, o in tried],
+        control_features=controls,
+        examples=[{"prompt": p, "baseline": b, "steered": t} for p, b, t in zip(prompts, base.texts, best.texts)])

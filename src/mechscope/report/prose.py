@@ -69,19 +69,31 @@ def dictionary_quality(name: str, fvu: float, ce_recovered: float, dead_fraction
 
 
 def steering(concept: str, feature: int, success: float, control: float, baseline: float, prob: float,
-             control_prob: float, baseline_prob: float, n_prompts: int) -> str:
-    """What steering toward ``concept`` with ``feature`` achieved, against equal-norm random features and none."""
+             control_prob: float, baseline_prob: float, n_prompts: int, *, mentions: float = math.nan,
+             control_mentions: float = math.nan, baseline_mentions: float = math.nan,
+             strength: float = math.nan) -> str:
+    """What steering toward ``concept`` with ``feature`` achieved, against equal-norm random features and none.
+
+    ``success`` / ``control`` / ``baseline`` are shares of continuations that mention the concept and are still
+    fluent; ``*mentions`` count mentions of any kind (degenerate repetition included) when they were measured.
+    """
     if not _finite(success, control, baseline):
         return f"Steering toward '{concept}' could not be measured."
-    rates = (f"With feature {feature}, {success:.0%} of {n_prompts} continuations mention '{concept}', against "
-             f"{control:.0%} with random features of the same norm and {baseline:.0%} without steering; the "
-             f"next-token probability of its words goes from {baseline_prob:.1e} to {prob:.1e} "
+    at = f" at ×{strength:g}" if _finite(strength) else ""
+    said = f" ({mentions:.0%} mention it at all)" if _finite(mentions) and mentions != success else ""
+    rates = (f"With feature {feature}{at}, {success:.0%} of {n_prompts} continuations mention '{concept}' and stay "
+             f"fluent{said}, against {control:.0%} with random features of the same norm and {baseline:.0%} without "
+             f"steering; the next-token probability of its words goes from {baseline_prob:.1e} to {prob:.1e} "
              f"({control_prob:.1e} for the random features).")
     if success > max(control, baseline) and success >= 0.5:
         return rates + " The feature steers toward the concept, and random directions of its size do not."
     if success > max(control, baseline):
         return rates + " The feature moves continuations toward the concept more than the controls, but in a " \
                        "minority of prompts."
+    if _finite(mentions, control_mentions, baseline_mentions) and mentions > max(control_mentions,
+                                                                                  baseline_mentions) + 0.2:
+        return rates + " The feature makes continuations name the concept only by breaking them: no strength " \
+                       "tried gives more fluent mentions than the controls."
     if prob > 2 * max(control_prob, baseline_prob) and _finite(prob, control_prob, baseline_prob):
         return rates + " The concept's words become more likely, but greedy continuations rarely say them."
     return rates + " At this strength the feature does not steer toward the concept better than the controls."

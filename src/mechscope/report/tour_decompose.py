@@ -37,8 +37,10 @@ SETTINGS_VERSION = 2
 CONCEPTS = ("music", "money", "water", "war", "love", "food", "death", "king", "computer", "city", "god", "time",
             "light", "night", "woman", "child")
 """Concept words searched for in the feature database (the first features that peak on them are steered)."""
-STRENGTHS = (4.0, 8.0)
-"""Steering strengths tried (multiples of the feature's max activation); every result is reported."""
+STRENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
+"""Steering strengths swept (multiples of the feature's max activation); the weakest with the most fluent mentions
+is kept, and the whole sweep is shown."""
+QUICK_STRENGTHS = (2.0, 8.0, 16.0)
 
 
 def tour_layer(model: Any) -> int:
@@ -195,8 +197,9 @@ def _explain(ctx: TourContext, db, features: list[int]) -> dict[int, str]:
 
 def step_features(ctx: TourContext) -> None:
     from ..dictionaries import load
+    from ..display.views import line_plot
     from ..features import FeatureDB
-    from ..features.concepts import NEUTRAL_PROMPTS, evaluate_concept_steering, find_concept_feature
+    from ..features.concepts import NEUTRAL_PROMPTS, evaluate_concept_steering, find_concept_feature, fluency_bound
     from ..features.pipeline import FeaturesConfig, build_features
 
     sae_dir: Path = ctx.findings["sae_dir"]
@@ -225,11 +228,12 @@ def step_features(ctx: TourContext) -> None:
         found.sort(key=lambda t: -t[2])
         prompts = NEUTRAL_PROMPTS[:10] if quick else NEUTRAL_PROMPTS
         results = []
+        bound = fluency_bound(ctx.model, prompts, max_new_tokens=12) if found else None
         for concept, feature, match in found[:1 if quick else 2]:
-            for strength in (STRENGTHS[-1:] if quick else STRENGTHS):
-                results.append(evaluate_concept_steering(ctx.model, sae, db, concept, feature, strength=strength,
-                                                         prompts=prompts, n_controls=2 if quick else 3,
-                                                         max_new_tokens=12, match_fraction=match))
+            results.append(evaluate_concept_steering(ctx.model, sae, db, concept, feature,
+                                                     strengths=QUICK_STRENGTHS if quick else STRENGTHS,
+                                                     prompts=prompts, n_controls=2 if quick else 3,
+                                                     max_new_tokens=12, match_fraction=match, bound=bound))
     index = (sae_dir / "dashboards" / "index.html").relative_to(ctx.out)
     s.text(f"One streaming pass over the mixture gives each SAE feature its frequency, top-activating contexts and "
            f"logit effects, stored in <code>features.db</code> (SQLite, full-text search) and drawn as dashboards: "
@@ -248,19 +252,36 @@ def step_features(ctx: TourContext) -> None:
     s.text(f"<b>Steering by a concept.</b> The database is searched for each of {len(CONCEPTS)} concept words; "
            f"{len(found)} have a feature whose top examples peak on the word. The best-matching ones are steered "
            f"over {len(prompts)} neutral prompts (adding the feature's decoder direction times a multiple of its "
-           f"max activation at every position), against {len(best.control_features)} random live features scaled "
-           f"to the same norm and against no steering.")
-    s.table(["concept", "feature", "top examples on it", "strength", "mention rate", "random features", "none",
-             "p(concept) steered", "p random", "p none"],
-            [(r.concept, r.feature, f"{r.match_fraction:.0%}", f"{r.strength:g}", f"{r.success:.0%}",
-              f"{r.control_success:.0%}", f"{r.baseline_success:.0%}", f"{r.concept_prob:.1e}",
+           f"max activation at every position), at strengths "
+           f"{', '.join(f'×{x:g}' for x in (QUICK_STRENGTHS if quick else STRENGTHS))}. A continuation counts as a "
+           f"success when it mentions the concept <i>and</i> is still fluent: the unsteered model finds it no less "
+           f"likely than 90% of its own sampled continuations of the same prompts (at most "
+           f"{best.max_nll:.2f} nats per token) and at most half of its tokens repeat. Each concept keeps the "
+           f"weakest strength with the most successes, compared with {len(best.control_features)} random live "
+           f"features scaled to the same norm and with no steering.")
+    s.table(["concept", "feature", "top examples on it", "strength", "fluent mentions", "mentions (any)",
+             "random features", "none", "p(concept) steered", "p random", "p none"],
+            [(r.concept, r.feature, f"{r.match_fraction:.0%}", f"×{r.strength:g}", f"{r.success:.0%}",
+              f"{r.mentions:.0%}", f"{r.control_success:.0%}", f"{r.baseline_success:.0%}", f"{r.concept_prob:.1e}",
               f"{r.control_prob:.1e}", f"{r.baseline_prob:.1e}") for r in results])
+    s.view(line_plot({"fluent mentions": [x["success"] for x in best.sweep],
+                      "mentions (any)": [x["mentions"] for x in best.sweep],
+                      "fluent continuations": [x["fluent"] for x in best.sweep]},
+                     [f"×{x['strength']:g}" for x in best.sweep], title=f"steering toward '{best.concept}'",
+                     y_label="share of prompts"),
+           f"Feature {best.feature} swept over strengths: stronger steering names the concept more often until the "
+           f"text stops being fluent.")
     s.text(prose.steering(best.concept, best.feature, best.success, best.control_success, best.baseline_success,
-                          best.concept_prob, best.control_prob, best.baseline_prob, len(best.prompts)))
+                          best.concept_prob, best.control_prob, best.baseline_prob, len(best.prompts),
+                          mentions=best.mentions, control_mentions=best.control_mentions,
+                          baseline_mentions=best.baseline_mentions, strength=best.strength))
     s.table(["prompt", "without steering", f"steered toward '{best.concept}' (×{best.strength:g})"],
             [(e["prompt"], e["baseline"], e["steered"]) for e in best.examples[:6]])
     ctx.findings.update(steering_concept=best.concept, steering_feature=best.feature,
                         steering_strength=best.strength, steering_success=best.success,
                         steering_control_success=best.control_success,
                         steering_baseline_success=best.baseline_success, steering_prob=best.concept_prob,
-                        steering_control_prob=best.control_prob, steering_baseline_prob=best.baseline_prob)
+                        steering_control_prob=best.control_prob, steering_baseline_prob=best.baseline_prob,
+                        steering_mentions=best.mentions, steering_control_mentions=best.control_mentions,
+                        steering_baseline_mentions=best.baseline_mentions, steering_fluent=best.fluent,
+                        steering_sweep=best.sweep)
