@@ -40,12 +40,7 @@ SURFACES = ("mechscope.server", "mechscope.cli", "mechscope.display", "mechscope
 NOT_RESULTS = {"mechscope.evals.metrics.ReconstructionStats": "a streaming accumulator; .result() gives Reconstruction",
                "mechscope.features.autointerp.ExampleStats": "a Protocol, not a class a user gets back",
                "mechscope.circuits.faithfulness.GroupCheck": "a part of FaithfulnessResult, shown inside it"}
-PENDING: dict[str, str] = {
-    "mechscope.circuits.faithfulness.FaithfulnessResult":
-        "circuits/faithfulness.py is owned by another engineer; its view is requested from them",
-    "mechscope.features.concepts.ConceptSteering":
-        "features/concepts.py is being rewritten by another engineer; its view lands with that change",
-}
+PENDING: dict[str, str] = {}
 """Result classes known to lack a view, with why. The strict xfail below turns green into a failure, so an entry is
 removed as soon as the class gets its ``_repr_html_``."""
 HOVER_KINDS = {"heatmap", "lines", "bars", "attention", "graph"}
@@ -321,6 +316,29 @@ def _ablation(c: Ctx):
     return ablation_study(c.model, tcs, "hello there", graph, k=4), AblationStudy([], [], z, z, z, z)
 
 
+def _faithfulness(c: Ctx):
+    from mechscope.circuits.faithfulness import FaithfulnessConfig, FaithfulnessResult, GroupCheck, faithfulness
+
+    tcs, graph = c.graph
+    full = faithfulness(c.model, tcs, "hello there", int(graph.logit_tokens[0]), graph=graph,
+                        cfg=FaithfulnessConfig(n_features=4, settings=("graph", "real")))
+    return full, FaithfulnessResult("hello there", 0, "x", 0.0, 0, None, None, {}, [], GroupCheck([], 0.0),
+                                    GroupCheck([], 0.0), {}, {}, {})
+
+
+def _concept_steering(c: Ctx):
+    from mechscope.features.concepts import ConceptSteering
+
+    sweep = [{"strength": x, "success": y, "mentions": m, "fluent": f, "concept_prob": q}
+             for x, y, m, f, q in ((2.0, 0.25, 0.25, 1.0, 0.01), (4.0, 0.5, 0.75, 0.75, 0.2), (8.0, 0.0, 1.0, 0.0, 0.9))]
+    full = ConceptSteering("music", 3, 0.9, 4.0, ["I think that", "She said"], 0.5, 0.0, 0.0, 0.2, 0.001, 0.002,
+                           mentions=0.75, control_mentions=0.0, baseline_mentions=0.0, fluent=0.75, max_nll=3.0,
+                           sweep=sweep, control_features=[1],
+                           examples=[{"prompt": "I think that", "baseline": " it is", "steered": " music is"}])
+    nan = float("nan")
+    return full, ConceptSteering("music", 3, nan, 4.0, [], nan, nan, nan, nan, nan, nan)
+
+
 def _acdc(c: Ctx):
     from mechscope.circuits.acdc import AcdcResult
 
@@ -373,6 +391,8 @@ EXAMPLES: dict[str, Callable[[Ctx], tuple[Any, Any]]] = {
     "mechscope.circuits.scores.GraphScores": _graph_scores,
     "mechscope.circuits.interventions.AblationStudy": _ablation,
     "mechscope.circuits.acdc.AcdcResult": _acdc,
+    "mechscope.circuits.faithfulness.FaithfulnessResult": _faithfulness,
+    "mechscope.features.concepts.ConceptSteering": _concept_steering,
     "mechscope.training.loop.TrainResult": _train,
 }
 """Qualified class name -> ``(instance with content, empty instance or None when the type cannot be empty)``."""

@@ -187,6 +187,39 @@ class FaithfulnessResult:
                          f"random {self.random_group.measured[s]:+.4f} (pred {self.random_group.predicted:+.4f})")
         return "\n".join(lines)
 
+    def view(self) -> Any:
+        """Interactive view (:mod:`mechscope.display`): per setting, r and sign agreement of single-feature
+        ablations and steering and the joint ablations; per feature, predicted against measured ablation changes
+        (features ordered by prediction; hover for the values)."""
+        from .. import display
+
+        title = f"faithfulness: {self.prompt!r} -> {self.target_str!r}"
+        if not self.rows:
+            return display.empty(title, "no graph feature was checked (the graph has no active features)")
+        settings = list(self.ablation)
+        table = display.table(
+            ["setting", "ablation r", "ablation sign", "steering r", "steering sign",
+             f"top {len(self.top_group.node_ids)} together (pred {self.top_group.predicted:+.3f})",
+             f"{len(self.random_group.node_ids)} random (pred {self.random_group.predicted:+.3f})"],
+            [[st, self.ablation[st].pearson, self.ablation[st].sign_agreement, self.steering[st].pearson,
+              self.steering[st].sign_agreement, self.top_group.measured.get(st), self.random_group.measured.get(st)]
+             for st in settings], title="predicted vs measured, per setting")
+        rows = sorted(self.rows, key=lambda r: r.predicted_ablation)
+        series: dict[str, list[float | None]] = {"predicted": [r.predicted_ablation for r in rows]}
+        for st in settings:
+            series[f"measured ({st})"] = [r.measured_ablation.get(st) for r in rows]
+        lines = display.line_plot(series, [r.node_id for r in rows], title="single-feature ablations",
+                                  y_label="change of target logit - mean logit")
+        summary: list[tuple[str, Any]] = [("target", f"{self.target_str!r} ({self.target_value:+.3f})"),
+                                          ("graph features", self.n_graph_features),
+                                          ("replacement score", _fmt(self.replacement_score)),
+                                          ("completeness score", _fmt(self.completeness_score))]
+        summary += [(f"ablation r ({st})", _fmt(self.ablation[st].pearson)) for st in settings]
+        return display.panel(title, [table, lines], summary=summary)
+
+    def _repr_html_(self) -> str:
+        return self.view().html()
+
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None or x != x else f"{x:.3f}"
