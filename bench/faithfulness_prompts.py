@@ -43,6 +43,9 @@ def main() -> None:
     p.add_argument("--max-feature-nodes", type=int, default=1024)
     p.add_argument("--n-features", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rank-by", choices=("influence", "effect"), default="influence",
+                   help="which features are checked: top by influence on the target (circuit-tracer's pruning "
+                        "score) or by |predicted ablation change|")
     p.add_argument("--diagnostics", action="store_true",
                    help="also measure with only attention patterns / only norm scales frozen (frozen_attention, "
                         "frozen_norms): which of the two separates the graph from the replacement model")
@@ -62,7 +65,8 @@ def main() -> None:
                           cfg=AttributionConfig(max_feature_nodes=args.max_feature_nodes))
         settings = SETTINGS if args.diagnostics else ("graph", "replacement", "real")
         res = faithfulness(model, tcs, prompt, target, graph=graph,
-                           cfg=FaithfulnessConfig(n_features=args.n_features, settings=settings))
+                           cfg=FaithfulnessConfig(n_features=args.n_features, settings=settings,
+                                                  rank_by=args.rank_by))
         row = {"kind": kind, "prompt": prompt, "target": model.to_string([target]),
                "p_target": float(graph.logit_probs[0]), "features": graph.n_features,
                "replacement_score": graph.replacement_score, "completeness_score": graph.completeness_score,
