@@ -74,6 +74,8 @@ def test_steering_toward_an_unembedding_direction_beats_equal_norm_controls(smol
     assert res.baseline_success <= 0.25 and res.control_success <= 0.25 and res.mentions >= res.success
     assert res.concept_prob > 10 * max(res.control_prob, res.baseline_prob)
     assert len(res.examples) == len(res.prompts) and res.control_features and 0 not in res.control_features
+    good = sum(e["verdict"] == "fluent mention" for e in res.examples)
+    assert good == round(res.success * len(res.prompts))       # the per-prompt verdicts add up to the rate
     with pytest.raises(FeatureError, match="strengths"):
         evaluate_concept_steering(model, d, db, "love", 0, strengths=(0.0,))
 
@@ -115,3 +117,34 @@ def test_concept_steering_view_shows_sweep_controls_and_empty_runs():
     assert not re.search(r"(src|href)\s*=\s*[\"']?https?:|url\(\s*[\"']?https?:|import\s*\(", html)  # nothing fetched
     empty = ConceptSteering("music", 7, 0.9, 4.0, [], math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
     assert "no prompts were steered" in empty._repr_html_()
+
+
+@pytest.mark.real
+def test_choose_concept_feature_prefers_the_feature_that_makes_the_model_say_it(smollm):
+    """Two features peak on 'love' in their top examples; the one matching more often writes a random direction,
+    the other the ' love' unembedding. The output score (on the selection prompts) picks the second."""
+    from mechscope.features.concepts import choose_concept_feature, concept_feature_candidates
+
+    model = smollm
+    layer = model.cfg.n_layers - 1
+    d = ms.dictionaries.create("topk", d_in=model.cfg.d_model, d_sae=4, k=1,
+                               hook_name=f"blocks.{layer}.resid_post", model_name="smollm2-135m")
+    love = model.W_U[:, model.to_single_token(" love")].detach().float()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        d.W_dec[0] = torch.nn.functional.normalize(torch.randn_like(love), dim=0)
+        d.W_dec[1] = love / love.norm()
+
+    class DB(FakeDB):
+        def search(self, query: str, limit: int = 20):
+            return [(f, "") for f in self.ex][:limit]
+
+        def card(self, feature: int):
+            return SimpleNamespace(max_act=50.0)
+
+    db = DB({0: [_example(0, ["I", " love", " it"], 1)] * 10,
+             1: [_example(1, ["we", " loved", " it"], 1)] * 6 + [_example(1, ["a", " b"], 0)] * 4})
+    assert concept_feature_candidates(db, "love") == [(0, 1.0), (1, 0.6)]   # by matches, feature 0 first
+    feature, match, score = choose_concept_feature(model, d, db, "love", n_candidates=2, strength=1.0)
+    assert (feature, match) == (1, 0.6) and score > 1.0                      # by output score, feature 1
+    assert choose_concept_feature(model, d, DB({}), "love") is None

@@ -40,6 +40,13 @@ def test_steering_verdicts():
     fluent = prose.steering("music", 7, 0.6, 0.0, 0.0, 0.3, 0.001, 0.001, 12, mentions=0.9, control_mentions=0.0,
                             baseline_mentions=0.0, strength=4)
     assert "steers toward the concept" in fluent and "breaking" not in fluent
+    sweep = [{"strength": 2.0, "mentions": 0.1, "fluent": 1.0}, {"strength": 8.0, "mentions": 0.6, "fluent": 0.3},
+             {"strength": 16.0, "mentions": 0.2, "fluent": 0.0}]
+    assert prose.steering_sweep(7, sweep) == ("Feature 7 swept over strengths: mentions of the concept (of any kind) "
+                                              "peak at ×8 (60%); from ×8 on, fewer than half of the continuations "
+                                              "are fluent.")
+    calm = [{"strength": 1.0, "mentions": 0.0, "fluent": 0.9}]
+    assert "no strength makes" in prose.steering_sweep(7, calm) and "every strength" in prose.steering_sweep(7, calm)
 
 
 def test_graph_and_faithfulness_and_group():

@@ -2,8 +2,10 @@
 prompts, and compare with random features of the same norm and with no steering.
 
 - :func:`concept_forms`: the word forms counted as mentioning a concept (``love`` -> love, loves, loved, ...).
-- :func:`find_concept_feature`: the feature whose top examples most often contain the concept at their peak token
-  (full-text search of the database, then a count over each candidate's top examples).
+- :func:`concept_feature_candidates` / :func:`find_concept_feature`: features whose top examples contain the concept
+  at their peak token (full-text search of the database, then a count over each candidate's top examples).
+- :func:`choose_concept_feature`: of those candidates, the one whose steering raises the concept's next-token
+  probability most (:func:`output_score`) on prompts kept apart from the ones steering is measured on.
 - :func:`fluency_bound` / :func:`continuation_scores`: when a continuation still reads as text. It is fluent when
   the *unsteered* model finds it no less likely (mean per-token NLL) than 90% of its own sampled continuations of
   the same prompts, and no more than half its tokens repeat. Steering too hard makes a continuation mention the
@@ -35,6 +37,9 @@ NEUTRAL_PROMPTS = (
     "I think that", "The best thing about today is", "She told me that", "Yesterday we went to",
     "The most important thing is", "In my opinion,", "He looked at the", "Let me tell you about",
     "The story begins with", "Everyone knows that", "When I woke up,", "The problem with this is",
+    "My favourite thing to do is", "They said it was", "I remember the first time", "There is something about",
+    "The old man said", "What I like most is", "On the way home,", "You should know that",
+    "It all started when", "The reason is simple:", "Last week I saw", "All of a sudden,",
 )
 """Prompts that name no particular concept, for measuring where steering takes a continuation."""
 
@@ -66,9 +71,10 @@ def concept_token_ids(tokenizer: Any, forms: Sequence[str]) -> list[int]:
     return sorted(ids)
 
 
-def find_concept_feature(db: Any, word: str, *, candidates: int = 40, min_matches: int = 3
-                         ) -> tuple[int, float] | None:
-    """``(feature, fraction of its top examples that peak on the concept)`` for the best feature, or None.
+def concept_feature_candidates(db: Any, word: str, *, candidates: int = 40, min_matches: int = 3
+                               ) -> list[tuple[int, float]]:
+    """``(feature, fraction of its top examples that peak on the concept)``, best first, for every feature with at
+    least ``min_matches`` such examples.
 
     Candidates come from a full-text search of the examples for any form of ``word``; each is scored by the share of
     its top examples whose peak token (or the token just before) is a form of the concept.
@@ -78,7 +84,7 @@ def find_concept_feature(db: Any, word: str, *, candidates: int = 40, min_matche
     seen: dict[int, None] = {}
     for f, _ in db.search(query, limit=candidates * 4):
         seen.setdefault(f, None)
-    best: tuple[int, float] | None = None
+    found = []
     for f in list(seen)[:candidates]:
         examples = db.examples(f, "top")
         if not examples:
@@ -87,16 +93,65 @@ def find_concept_feature(db: Any, word: str, *, candidates: int = 40, min_matche
         for ex in examples:
             near = ex.str_tokens[max(0, ex.position - 1):ex.position + 1]
             hits += any(mentions(t, forms) for t in near)
-        if hits >= min_matches and (best is None or hits / len(examples) > best[1]):
-            best = (f, hits / len(examples))
-    return best
+        if hits >= min_matches:
+            found.append((f, hits / len(examples)))
+    return sorted(found, key=lambda t: -t[1])  # stable: ties keep search order
+
+
+def find_concept_feature(db: Any, word: str, *, candidates: int = 40, min_matches: int = 3
+                         ) -> tuple[int, float] | None:
+    """The best of :func:`concept_feature_candidates`, or None."""
+    found = concept_feature_candidates(db, word, candidates=candidates, min_matches=min_matches)
+    return found[0] if found else None
+
+
+SELECTION_PROMPTS = (
+    "It was a long day, and", "We talked for a while about", "This is why I believe", "Here is what happened:",
+    "After a few minutes, she", "The next morning, the",
+)
+"""Neutral prompts used only to choose a feature (:func:`output_score`), never to measure steering with it."""
+
+
+@torch.no_grad()
+def output_score(model: Any, dictionary: Any, feature: int, max_activation: float, forms: Sequence[str], *,
+                 strength: float = 4.0, prompts: Sequence[str] = SELECTION_PROMPTS) -> float:
+    """How much steering with ``feature`` raises the concept's next-token probability: the mean over ``prompts`` of
+    ``log p_steered(concept) - log p(concept)`` at ``strength`` x its max activation (one forward pass each).
+
+    Features that *fire on* a word are not always the ones that make the model *say* it (Arad et al. 2025, "SAEs
+    are good for steering - if you select the right features"); this is the output side of that choice.
+    """
+    ids = torch.tensor(concept_token_ids(model.tokenizer, forms))
+    vec = feature_vector(dictionary, feature, strength, max_activation=max_activation)
+    total = 0.0
+    for p in prompts:
+        base = model(p)[0, -1].float().log_softmax(-1)[ids].logsumexp(-1)
+        with model.hooks(steering_hooks([vec])):
+            steered = model(p)[0, -1].float().log_softmax(-1)[ids].logsumexp(-1)
+        total += float(steered - base)
+    return total / len(prompts)
+
+
+def choose_concept_feature(model: Any, dictionary: Any, db: Any, word: str, *, n_candidates: int = 5,
+                           min_matches: int = 3, strength: float = 4.0,
+                           prompts: Sequence[str] = SELECTION_PROMPTS) -> tuple[int, float, float] | None:
+    """``(feature, match fraction, output score)``: of the ``n_candidates`` features that peak most often on the
+    concept, the one whose steering raises the concept's probability most on ``prompts`` (which should not be the
+    prompts steering is then measured on). None when no feature peaks on the concept."""
+    found = concept_feature_candidates(db, word, min_matches=min_matches)[:n_candidates]
+    if not found:
+        return None
+    forms = concept_forms(word)
+    scored = [(f, m, output_score(model, dictionary, f, db.card(f).max_act, forms, strength=strength,
+                                  prompts=prompts)) for f, m in found]
+    return max(scored, key=lambda t: t[2])
 
 
 MIN_DISTINCT = 0.5
 """A fluent continuation repeats at most half of its tokens (share of distinct token ids >= this)."""
 NLL_QUANTILE = 0.9
 """A fluent continuation is as likely, to the unsteered model, as this share of the model's own samples."""
-STRENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
+STRENGTHS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 """Default sweep: multiples of the feature's max activation."""
 
 
@@ -167,6 +222,10 @@ class SteeringOutcome:
     concept_prob: float
     """Mean next-token probability of the concept's tokens after the prompt."""
     texts: list[str]
+    said: list[bool] = field(default_factory=list)
+    """Per continuation: does it mention the concept."""
+    fluent: list[bool] = field(default_factory=list)
+    """Per continuation: is it fluent."""
 
 
 @torch.no_grad()
@@ -185,7 +244,7 @@ def steering_success(model: Any, vectors: Sequence[SteeringVector], prompts: Seq
     fluent = [bound.fluent(n, d) for n, d in continuation_scores(model, prompts, texts)]  # unsteered: hooks are off
     n = len(texts)
     return SteeringOutcome(sum(said) / n, sum(fluent) / n, sum(s and f for s, f in zip(said, fluent)) / n,
-                           sum(probs) / len(probs), texts)
+                           sum(probs) / len(probs), texts, said, fluent)
 
 
 @dataclass
@@ -225,7 +284,8 @@ class ConceptSteering:
     """Per strength tried: ``{"strength", "success", "mentions", "fluent", "concept_prob"}``."""
     control_features: list[int] = field(default_factory=list)
     examples: list[dict[str, str]] = field(default_factory=list)
-    """Per prompt: ``{"prompt", "baseline", "steered"}`` continuations."""
+    """Per prompt: ``{"prompt", "baseline", "steered", "verdict"}``: the continuations and whether the steered one
+    mentions the concept and is fluent."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -252,9 +312,9 @@ class ConceptSteering:
              ["no steering", self.baseline_success, self.baseline_mentions, self.baseline_prob]],
             title=f"at x{self.strength:g}"))
         if self.examples:
-            children.append(display.table(["prompt", "without steering", "steered"],
-                                          [[e["prompt"], e["baseline"], e["steered"]] for e in self.examples],
-                                          title="continuations"))
+            children.append(display.table(["prompt", "without steering", "steered", "steered: verdict"],
+                                          [[e["prompt"], e["baseline"], e["steered"], e.get("verdict", "")]
+                                           for e in self.examples], title="continuations"))
         summary: list[tuple[str, Any]] = [("strength", f"x{self.strength:g}"),
                                           ("fluent mentions", f"{self.success:.0%} of {len(self.prompts)}"),
                                           ("random features", f"{self.control_success:.0%}"),
@@ -312,4 +372,7 @@ def evaluate_concept_steering(model: Any, dictionary: Any, db: Any, concept: str
         sweep=[{"strength": s, "success": o.success, "mentions": o.mention_rate, "fluent": o.fluent_rate,
                 "concept_prob": o.concept_prob} for s, _, o in tried],
         control_features=controls,
-        examples=[{"prompt": p, "baseline": b, "steered": t} for p, b, t in zip(prompts, base.texts, best.texts)])
+        examples=[{"prompt": p, "baseline": b, "steered": t,
+                   "verdict": ("fluent mention" if m and f else "mention, not fluent" if m else
+                               "fluent, no mention" if f else "neither")}
+                  for p, b, t, m, f in zip(prompts, base.texts, best.texts, best.said, best.fluent)])

@@ -99,6 +99,19 @@ def steering(concept: str, feature: int, success: float, control: float, baselin
     return rates + " At this strength the feature does not steer toward the concept better than the controls."
 
 
+def steering_sweep(feature: int, sweep: list[dict[str, float]]) -> str:
+    """Where, over a strength sweep, mentions of the concept peak and fluency gives way."""
+    if not sweep:
+        return f"Feature {feature} was not swept."
+    top = max(sweep, key=lambda x: (x["mentions"], -x["strength"]))
+    broken = next((x for x in sweep if x["fluent"] < 0.5), None)
+    said = (f"mentions of the concept (of any kind) peak at ×{top['strength']:g} ({top['mentions']:.0%})"
+            if top["mentions"] > 0 else "no strength makes a continuation mention the concept")
+    fluency = (f"from ×{broken['strength']:g} on, fewer than half of the continuations are fluent" if broken else
+               "every strength tried keeps at least half of the continuations fluent")
+    return f"Feature {feature} swept over strengths: {said}; {fluency}."
+
+
 def graph_scores(replacement: float, completeness: float, covered: int, n_layers: int) -> str:
     """What the graph's scores say about how much of the computation its features explain."""
     cover = (f"a transcoder at every one of the {n_layers} MLPs" if covered == n_layers else

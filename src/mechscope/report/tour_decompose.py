@@ -37,7 +37,7 @@ SETTINGS_VERSION = 2
 CONCEPTS = ("music", "money", "water", "war", "love", "food", "death", "king", "computer", "city", "god", "time",
             "light", "night", "woman", "child")
 """Concept words searched for in the feature database (the first features that peak on them are steered)."""
-STRENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
+STRENGTHS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 """Steering strengths swept (multiples of the feature's max activation); the weakest with the most fluent mentions
 is kept, and the whole sweep is shown."""
 QUICK_STRENGTHS = (2.0, 8.0, 16.0)
@@ -199,7 +199,13 @@ def step_features(ctx: TourContext) -> None:
     from ..dictionaries import load
     from ..display.views import line_plot
     from ..features import FeatureDB
-    from ..features.concepts import NEUTRAL_PROMPTS, evaluate_concept_steering, find_concept_feature, fluency_bound
+    from ..features.concepts import (
+        NEUTRAL_PROMPTS,
+        SELECTION_PROMPTS,
+        choose_concept_feature,
+        evaluate_concept_steering,
+        fluency_bound,
+    )
     from ..features.pipeline import FeaturesConfig, build_features
 
     sae_dir: Path = ctx.findings["sae_dir"]
@@ -220,16 +226,17 @@ def step_features(ctx: TourContext) -> None:
         found = []
         for min_matches in (3, 2):  # a short statistics pass sees few examples per word: then accept two
             for concept in CONCEPTS:
-                hit = find_concept_feature(db, concept, min_matches=min_matches)
+                hit = choose_concept_feature(ctx.model, sae, db, concept, min_matches=min_matches,
+                                             n_candidates=3 if quick else 5)
                 if hit is not None:
                     found.append((concept, *hit))
             if found:
                 break
-        found.sort(key=lambda t: -t[2])
+        found.sort(key=lambda t: -t[3])  # output score, measured on prompts the steering below never sees
         prompts = NEUTRAL_PROMPTS[:10] if quick else NEUTRAL_PROMPTS
         results = []
         bound = fluency_bound(ctx.model, prompts, max_new_tokens=12) if found else None
-        for concept, feature, match in found[:1 if quick else 2]:
+        for concept, feature, match, _ in found[:1 if quick else 2]:
             results.append(evaluate_concept_steering(ctx.model, sae, db, concept, feature,
                                                      strengths=QUICK_STRENGTHS if quick else STRENGTHS,
                                                      prompts=prompts, n_controls=2 if quick else 3,
@@ -250,7 +257,11 @@ def step_features(ctx: TourContext) -> None:
         return
     best = max(results, key=lambda r: (r.success - max(r.control_success, r.baseline_success), r.concept_prob))
     s.text(f"<b>Steering by a concept.</b> The database is searched for each of {len(CONCEPTS)} concept words; "
-           f"{len(found)} have a feature whose top examples peak on the word. The best-matching ones are steered "
+           f"{len(found)} have features whose top examples peak on the word. Of each word's (up to) "
+           f"{3 if quick else 5} best-matching features, the one whose steering raises the word's next-token "
+           f"probability most on {len(SELECTION_PROMPTS)} separate selection prompts is kept (features that fire on a "
+           f"word are not always the ones that make the model say it), and the concepts whose features raise it most "
+           f"are steered "
            f"over {len(prompts)} neutral prompts (adding the feature's decoder direction times a multiple of its "
            f"max activation at every position), at strengths "
            f"{', '.join(f'×{x:g}' for x in (QUICK_STRENGTHS if quick else STRENGTHS))}. A continuation counts as a "
@@ -269,14 +280,13 @@ def step_features(ctx: TourContext) -> None:
                       "fluent continuations": [x["fluent"] for x in best.sweep]},
                      [f"×{x['strength']:g}" for x in best.sweep], title=f"steering toward '{best.concept}'",
                      y_label="share of prompts"),
-           f"Feature {best.feature} swept over strengths: stronger steering names the concept more often until the "
-           f"text stops being fluent.")
+           prose.steering_sweep(best.feature, best.sweep))
     s.text(prose.steering(best.concept, best.feature, best.success, best.control_success, best.baseline_success,
                           best.concept_prob, best.control_prob, best.baseline_prob, len(best.prompts),
                           mentions=best.mentions, control_mentions=best.control_mentions,
                           baseline_mentions=best.baseline_mentions, strength=best.strength))
-    s.table(["prompt", "without steering", f"steered toward '{best.concept}' (×{best.strength:g})"],
-            [(e["prompt"], e["baseline"], e["steered"]) for e in best.examples[:6]])
+    s.table(["prompt", "without steering", f"steered toward '{best.concept}' (×{best.strength:g})", "verdict"],
+            [(e["prompt"], e["baseline"], e["steered"], e["verdict"]) for e in best.examples[:8]])
     ctx.findings.update(steering_concept=best.concept, steering_feature=best.feature,
                         steering_strength=best.strength, steering_success=best.success,
                         steering_control_success=best.control_success,
