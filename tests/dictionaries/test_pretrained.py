@@ -123,10 +123,46 @@ def test_saelens_gpt2_folder(hub):
     cfg = {"d_in": 8, "d_sae": 16, "hook_point": folder, "hook_point_layer": 6, "model_name": "gpt2-small",
            "dtype": "float32", "context_size": 128}
     hub.text(repo, f"{folder}/cfg.json", json.dumps(cfg))
-    hub.tensors(repo, f"{folder}/sae_weights.safetensors", {"W_enc": torch.randn(8, 16), "W_dec": torch.randn(16, 8),
-                                                            "b_enc": torch.zeros(16), "b_dec": torch.zeros(8)})
+    torch.manual_seed(0)
+    w = {"W_enc": torch.randn(8, 16), "W_dec": torch.randn(16, 8), "b_enc": torch.randn(16), "b_dec": torch.randn(8)}
+    hub.tensors(repo, f"{folder}/sae_weights.safetensors", w)
     sae = load_pretrained("gpt2-small-res-jb", folder)
     assert sae.cfg.hook_name == "blocks.6.resid_pre" and sae.architecture == "relu" and sae.d_sae == 16
+    # trained on TransformerLens' centred stream (center_writing_weights): on the uncentred stream the features are
+    # those of the centred input, whatever the input's mean
+    x = torch.randn(5, 8) + 3.0 * torch.randn(5, 1)                       # rows with large, different means
+    centred = x - x.mean(-1, keepdim=True)
+    want = torch.relu((centred - w["b_dec"]) @ w["W_enc"] + w["b_enc"])
+    assert torch.allclose(sae.encode(x), want, atol=1e-5)
+    assert not torch.allclose(torch.relu((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]), want, atol=1e-2)
+
+
+def test_input_centring_keeps_a_gpt2_models_logits_when_spliced():
+    """The centred reconstruction differs from the stream by its mean component only, which LayerNorm removes: a
+    dictionary that reconstructs perfectly on the centred stream, spliced into GPT-2, leaves the logits unchanged."""
+    from tiny import hooked
+
+    import mechscope as ms
+    from mechscope.dictionaries.pretrained import fold_input_centring
+
+    model = hooked("gpt2")
+    d_model = model.cfg.d_model
+    sae = ms.dictionaries.create("relu", d_in=d_model, d_sae=2 * d_model, hook_name="blocks.1.resid_pre",
+                                 apply_b_dec_to_input=False)
+    with torch.no_grad():   # f = relu([c, -c]) and W_dec = [I; -I]: reconstructs the centred input c exactly
+        eye = torch.eye(d_model)
+        sae.W_enc.copy_(torch.cat([eye, -eye], 1))
+        sae.b_enc.zero_(); sae.b_dec.zero_()
+        sae.W_dec.copy_(torch.cat([eye, -eye], 0))
+    fold_input_centring(sae)
+    tokens = torch.tensor([[1, 5, 9, 2, 7]])
+    clean = model(tokens)
+    with model.spliced(sae):
+        spliced = model(tokens)
+    x = model.run_with_cache(tokens, names=["blocks.1.resid_pre"])[1]["blocks.1.resid_pre"]
+    assert (x.mean(-1).abs() > 1e-3).any()                                  # HF's stream is not centred
+    assert torch.allclose(sae(x).reconstruction, x - x.mean(-1, keepdim=True), atol=1e-5)  # centred, not x
+    assert torch.allclose(spliced, clean, atol=1e-4)
 
 
 def test_circuit_tracer_qwen3_set_one_layer_and_all(hub):

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from .base import Dictionary
@@ -155,6 +156,8 @@ def load_pretrained(release: str, sae_id: str, *, device: str = "cpu", revision:
     elif rel.layout == "saelens":
         _download(rel.repo_id, f"{path}/cfg.json", revision)
         out = io.load_folder(_download(rel.repo_id, f"{path}/sae_weights.safetensors", revision).parent)
+        if rel.extra.get("center_writing_weights") == "true":
+            fold_input_centring(out)
     else:
         out = _load_transcoder_set(rel, layer, revision)
     items = out if isinstance(out, list) else [out]
@@ -167,6 +170,29 @@ def load_pretrained(release: str, sae_id: str, *, device: str = "cpu", revision:
         d.to(device)
     log.info("loaded %s / %s (%d dictionaries) from %s", release, sae_id, len(items), rel.repo_id)
     return out
+
+
+@torch.no_grad()
+def fold_input_centring(d: Dictionary) -> Dictionary:
+    """Make ``d`` read the residual stream as the model computes it when it was trained on TransformerLens'
+    ``center_writing_weights`` stream, whose every vector has mean 0 over ``d_model``.
+
+    The encoder is folded exactly: with ``C = I - 11^T / d``, ``(Cx - b_dec) @ W_enc + b_enc`` equals
+    ``(x - b_dec) @ (C W_enc) + b_enc - mean(b_dec) * W_enc.sum(0)``, so feature activations on the uncentred stream
+    are those of the centred one. The reconstruction stays centred: it differs from the input by the input's mean
+    component, which every reader of the stream removes first (LayerNorm subtracts the mean), so splicing it in gives
+    the same logits; MSE / FVU against the uncentred input count that component as error.
+    """
+    if d.cfg.transcoder:
+        raise ValueError("input centring applies to autoencoders on the residual stream, not transcoders")
+    s = d.norm_scale_in
+    if s is not None and s.numel() != 1:
+        raise ValueError("input centring cannot be folded through a per-dimension input scale")
+    w = d.W_enc  # (d_in, d_sae)
+    if d.cfg.apply_b_dec_to_input:
+        d.b_enc -= d.b_dec.mean() * w.sum(0)
+    w -= w.mean(0, keepdim=True)
+    return d
 
 
 def _load_transcoder_set(rel: Release, layer: int | None, revision: str | None) -> Dictionary | list[Dictionary]:

@@ -125,7 +125,10 @@ RELEASES: dict[str, Release] = {r.name: r for r in [
     Release("gpt2-small-res-jb", "jbloom/GPT2-Small-SAEs-Reformatted", "openai-community/gpt2", "saelens", "sae",
             "blocks.{L}.resid_pre", 12, "blocks.{L}.hook_resid_pre | blocks.11.hook_resid_post",
             extra={"folders": ",".join([*(f"blocks.{L}.hook_resid_pre" for L in range(12)),
-                                        "blocks.11.hook_resid_post"])},
-            description="Joseph Bloom's GPT-2 small residual-stream SAEs (ReLU, 24576 latents)"),
+                                        "blocks.11.hook_resid_post"]),
+                   # SAELens' config_overrides: trained on TransformerLens' centred stream (fold_input_centring)
+                   "center_writing_weights": "true"},
+            description="Joseph Bloom's GPT-2 small residual-stream SAEs (ReLU, 24576 latents; trained on "
+                        "TransformerLens' centred residual stream, folded into the encoder on load)"),
 ]}
 """Every known release, by name."""
