@@ -137,10 +137,19 @@ def run_tour(config: TourConfig) -> Path:
 
 
 def _write_findings(findings: dict[str, object], path: Path) -> None:
-    """The tour's headline numbers as JSON (numbers and strings only), written atomically."""
+    """The tour's headline numbers as JSON (numbers, strings, and lists / dicts of them; anything else, such as a
+    path, as its string), written atomically."""
     import json
 
     from ..files import atomic_write_text
 
-    plain = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in findings.items()}
-    atomic_write_text(path, json.dumps(plain, indent=1, sort_keys=True))
+    def plain(v: object) -> object:
+        if isinstance(v, (int, float, str, bool)) or v is None:
+            return v
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        return str(v)
+
+    atomic_write_text(path, json.dumps({k: plain(v) for k, v in findings.items()}, indent=1, sort_keys=True))
