@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 REMOTE = re.compile(r"""(?:\bsrc|\bhref|\baction)\s*=\s*["']?\s*(?:https?:)?//|@import|url\(\s*["']?(?:https?:)?//""",
@@ -43,3 +44,19 @@ def has_number(spec: dict[str, Any], value: float, rel: float = 1e-5) -> bool:
 def kinds(spec: dict[str, Any]) -> list[str]:
     """Every view kind in a spec tree (panels included)."""
     return [spec["kind"]] + [k for c in spec.get("children", []) for k in kinds(c)]
+
+
+def open_offline(browser: Any, html: str, path: Path, *, wait_ms: int, **page_options: Any) -> Any:
+    """Write ``html`` to ``path`` and open it in a new page of ``browser``; fails on any script error or any request
+    that leaves the page (only ``file://``). Returns the page."""
+    path.write_text(html)
+    page = browser.new_page(**page_options)
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    page.wait_for_timeout(wait_ms)
+    assert not errors, errors
+    assert all(u.startswith("file://") for u in requests), requests
+    return page

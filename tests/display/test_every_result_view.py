@@ -30,7 +30,7 @@ from tiny import hooked
 import mechscope
 import mechscope as ms
 
-from .helpers import check_self_contained, has_number, spec_of
+from .helpers import check_self_contained, has_number, open_offline, spec_of
 
 RESULT_NAME = re.compile(r"(Result|Report|Scores|Eval|Comparison|Study|Check|Steering|Effects|Stats|Card|Graph|"
                          r"Cache|Pattern|Interpretation|Reconstruction|Downstream)$")
@@ -330,7 +330,8 @@ def _concept_steering(c: Ctx):
     from mechscope.features.concepts import ConceptSteering
 
     sweep = [{"strength": x, "success": y, "mentions": m, "fluent": f, "concept_prob": q}
-             for x, y, m, f, q in ((2.0, 0.25, 0.25, 1.0, 0.01), (4.0, 0.5, 0.75, 0.75, 0.2), (8.0, 0.0, 1.0, 0.0, 0.9))]
+             for x, y, m, f, q in ((2.0, 0.25, 0.25, 1.0, 0.01), (4.0, 0.5, 0.75, 0.75, 0.2),
+                                   (8.0, 0.0, 1.0, 0.0, 0.9))]
     full = ConceptSteering("music", 3, 0.9, 4.0, ["I think that", "She said"], 0.5, 0.0, 0.0, 0.2, 0.001, 0.002,
                            mentions=0.75, control_mentions=0.0, baseline_mentions=0.0, fluent=0.75, max_nll=3.0,
                            sweep=sweep, control_features=[1],
@@ -490,48 +491,30 @@ HOVER_TARGET = {"heatmap": "div.heatmap td", "lines": "circle.pt", "bars": "rect
 
 
 @pytest.mark.browser
-def test_every_result_view_draws_offline_with_hover_values_in_chromium(ctx, tmp_path):
+def test_every_result_view_draws_offline_with_hover_values_in_chromium(ctx, browser, tmp_path):
     """All the example views on one page, as in a notebook: no script error, no request leaves the page, and
     hovering one element of every plot shows a tooltip holding a number."""
-    import os
-    import shutil
-
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    chromium = os.environ.get("MECHSCOPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip(f"no chromium at {chromium}")
     views = {name: example(ctx, name)[0] for name in sorted(EXAMPLES)}
     specs = {name: spec_of(v._repr_html_()) for name, v in views.items()}
-    path = tmp_path / "page.html"
-    path.write_text("<html><body>" + "".join(v._repr_html_() for v in views.values()) + "</body></html>")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        requests, errors = [], []
-        page.on("request", lambda r: requests.append(r.url))
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(path.as_uri())
-        page.wait_for_timeout(500)
-        assert not errors, errors
-        assert all(u.startswith("file://") for u in requests), requests
-        hosts = page.locator("div.mechscope-view")
-        assert hosts.count() == len(views)
-        tip = page.locator("#tooltip")
-        hovered = 0
-        for i, name in enumerate(views):
-            host = hosts.nth(i)
-            assert host.locator(".ms-root").count() == 1, f"{name} did not mount"
-            assert "unknown view kind" not in host.inner_text() and "view failed" not in host.inner_text()
-            for kind in sorted(set(kinds_of(specs[name])) & HOVER_KINDS):
-                target = host.locator(HOVER_TARGET[kind]).first
-                target.scroll_into_view_if_needed()
-                page.mouse.move(0, 0)
-                page.evaluate("document.getElementById('tooltip').textContent = ''")
-                box = target.bounding_box()  # move the mouse there: dense graphs stack nodes on one another,
-                assert box, f"{name} {kind}: nothing drawn"  # so whichever element is on top gets the hover
-                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-                text = tip.inner_text()
-                assert tip.is_visible() and re.search(r"\d", text), f"{name} {kind}: tooltip {text!r}"
-                hovered += 1
-        assert hovered >= 20
-        browser.close()
+    html = "<html><body>" + "".join(v._repr_html_() for v in views.values()) + "</body></html>"
+    page = open_offline(browser, html, tmp_path / "page.html", wait_ms=500, viewport={"width": 1200, "height": 900})
+    hosts = page.locator("div.mechscope-view")
+    assert hosts.count() == len(views)
+    tip = page.locator("#tooltip")
+    hovered = 0
+    for i, name in enumerate(views):
+        host = hosts.nth(i)
+        assert host.locator(".ms-root").count() == 1, f"{name} did not mount"
+        assert "unknown view kind" not in host.inner_text() and "view failed" not in host.inner_text()
+        for kind in sorted(set(kinds_of(specs[name])) & HOVER_KINDS):
+            target = host.locator(HOVER_TARGET[kind]).first
+            target.scroll_into_view_if_needed()
+            page.mouse.move(0, 0)
+            page.evaluate("document.getElementById('tooltip').textContent = ''")
+            box = target.bounding_box()  # move the mouse there: dense graphs stack nodes on one another,
+            assert box, f"{name} {kind}: nothing drawn"  # so whichever element is on top gets the hover
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            text = tip.inner_text()
+            assert tip.is_visible() and re.search(r"\d", text), f"{name} {kind}: tooltip {text!r}"
+            hovered += 1
+    assert hovered >= 20

@@ -5,28 +5,14 @@ Skipped with the reason when chromium or playwright is missing (scripts/install_
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 import torch
 
 from mechscope import display
 
-CHROMIUM = os.environ.get("MECHSCOPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+from .helpers import open_offline
+
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no chromium at {CHROMIUM}")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
 
 
 def test_a_notebook_like_page_of_views_draws_offline_with_hover_values(browser, tmp_path):
@@ -36,16 +22,7 @@ def test_a_notebook_like_page_of_views_draws_offline_with_hover_values(browser, 
              display.empty("nothing here", "empty on purpose")]
     # two views in one page, as in a notebook: the bundle is evaluated once and both mount
     page_html = "<html><body>" + "".join(v.html() for v in views) + views[0].html() + "</body></html>"
-    path = tmp_path / "page.html"
-    path.write_text(page_html)
-    page = browser.new_page()
-    requests, errors = [], []
-    page.on("request", lambda r: requests.append(r.url))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(path.as_uri())
-    page.wait_for_timeout(300)
-    assert not errors, errors
-    assert all(u.startswith("file://") for u in requests), requests
+    page = open_offline(browser, page_html, tmp_path / "page.html", wait_ms=300)
     hosts = page.locator("div.mechscope-view")
     assert hosts.count() == 5
     # shadow roots are pierced by playwright's CSS engine

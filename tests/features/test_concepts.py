@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from display.helpers import check_self_contained
 
 import mechscope as ms
 from mechscope.features.concepts import concept_forms, evaluate_concept_steering, find_concept_feature, mentions
@@ -114,7 +115,8 @@ def test_concept_steering_view_shows_sweep_controls_and_empty_runs():
                                                            "steered": " music is"}])
     html = res._repr_html_()
     assert "fluent mentions" in html and "x4" in html and "50% of 1" in html and " music is" in html
-    assert not re.search(r"(src|href)\s*=\s*[\"']?https?:|url\(\s*[\"']?https?:|import\s*\(", html)  # nothing fetched
+    check_self_contained(html)                                       # nothing fetched
+    assert not re.search(r"import\s*\(", html)                       # nor imported at run time
     empty = ConceptSteering("music", 7, 0.9, 4.0, [], math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
     assert "no prompts were steered" in empty._repr_html_()
 
