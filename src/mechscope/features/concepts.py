@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from .source import FeatureError
 from .steering import SteeringVector, feature_vector, steering_hooks
@@ -112,24 +114,28 @@ SELECTION_PROMPTS = (
 """Neutral prompts used only to choose a feature (:func:`output_score`), never to measure steering with it."""
 
 
+def _next_log_probs(model: Any, prompts: Sequence[str]) -> Float[Tensor, "prompts vocab"]:
+    """Log-probabilities of the next token after each prompt, under the model's current hooks."""
+    return torch.stack([model(p)[0, -1].float().log_softmax(-1) for p in prompts])
+
+
 @torch.no_grad()
 def output_score(model: Any, dictionary: Any, feature: int, max_activation: float, forms: Sequence[str], *,
-                 strength: float = 4.0, prompts: Sequence[str] = SELECTION_PROMPTS) -> float:
+                 strength: float = 4.0, prompts: Sequence[str] = SELECTION_PROMPTS,
+                 unsteered: Tensor | None = None) -> float:
     """How much steering with ``feature`` raises the concept's next-token probability: the mean over ``prompts`` of
-    ``log p_steered(concept) - log p(concept)`` at ``strength`` x its max activation (one forward pass each).
+    ``log p_steered(concept) - log p(concept)`` at ``strength`` x its max activation (one forward pass each;
+    ``unsteered``, the unsteered model's next-token log-probabilities on ``prompts``, is computed when not given).
 
     Features that *fire on* a word are not always the ones that make the model *say* it (Arad et al. 2025, "SAEs
     are good for steering - if you select the right features"); this is the output side of that choice.
     """
     ids = torch.tensor(concept_token_ids(model.tokenizer, forms))
+    base = _next_log_probs(model, prompts) if unsteered is None else unsteered
     vec = feature_vector(dictionary, feature, strength, max_activation=max_activation)
-    total = 0.0
-    for p in prompts:
-        base = model(p)[0, -1].float().log_softmax(-1)[ids].logsumexp(-1)
-        with model.hooks(steering_hooks([vec])):
-            steered = model(p)[0, -1].float().log_softmax(-1)[ids].logsumexp(-1)
-        total += float(steered - base)
-    return total / len(prompts)
+    with model.hooks(steering_hooks([vec])):
+        steered = _next_log_probs(model, prompts)
+    return float((steered[:, ids].logsumexp(-1) - base[:, ids].logsumexp(-1)).mean())
 
 
 def choose_concept_feature(model: Any, dictionary: Any, db: Any, word: str, *, n_candidates: int = 5,
@@ -142,8 +148,10 @@ def choose_concept_feature(model: Any, dictionary: Any, db: Any, word: str, *, n
     if not found:
         return None
     forms = concept_forms(word)
+    with torch.no_grad():
+        unsteered = _next_log_probs(model, prompts)
     scored = [(f, m, output_score(model, dictionary, f, db.card(f).max_act, forms, strength=strength,
-                                  prompts=prompts)) for f, m in found]
+                                  prompts=prompts, unsteered=unsteered)) for f, m in found]
     return max(scored, key=lambda t: t[2])
 
 
@@ -290,6 +298,16 @@ class ConceptSteering:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def sweep_view(self, title: str = "strength sweep") -> Any:
+        """Line plot over the strengths tried: fluent mentions, mentions of any kind, fluent continuations."""
+        from .. import display
+
+        return display.line_plot({"fluent mentions": [x["success"] for x in self.sweep],
+                                  "mentions (any)": [x["mentions"] for x in self.sweep],
+                                  "fluent continuations": [x["fluent"] for x in self.sweep]},
+                                 [f"×{x['strength']:g}" for x in self.sweep], title=title,
+                                 y_label="share of prompts")
+
     def view(self) -> Any:
         """Interactive view (:mod:`mechscope.display`): the strength sweep, the comparison with the controls and the
         continuations with and without steering."""
@@ -298,13 +316,7 @@ class ConceptSteering:
         title = f"steering toward '{self.concept}' with feature {self.feature}"
         if not self.prompts:
             return display.empty(title, "no prompts were steered")
-        children = []
-        if self.sweep:
-            children.append(display.line_plot(
-                {"fluent mentions": [x["success"] for x in self.sweep],
-                 "mentions (any)": [x["mentions"] for x in self.sweep],
-                 "fluent continuations": [x["fluent"] for x in self.sweep]},
-                [f"x{x['strength']:g}" for x in self.sweep], title="strength sweep", y_label="share of prompts"))
+        children = [self.sweep_view()] if self.sweep else []
         children.append(display.table(
             ["", "fluent mentions", "mentions (any)", "p(concept)"],
             [["feature", self.success, self.mentions, self.concept_prob],

@@ -37,10 +37,9 @@ SETTINGS_VERSION = 2
 CONCEPTS = ("music", "money", "water", "war", "love", "food", "death", "king", "computer", "city", "god", "time",
             "light", "night", "woman", "child")
 """Concept words searched for in the feature database (the first features that peak on them are steered)."""
-STRENGTHS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
-"""Steering strengths swept (multiples of the feature's max activation); the weakest with the most fluent mentions
-is kept, and the whole sweep is shown."""
 QUICK_STRENGTHS = (2.0, 8.0, 16.0)
+"""Steering strengths swept in the quick setting (the default setting sweeps features.concepts.STRENGTHS); the
+weakest with the most fluent mentions is kept, and the whole sweep is shown."""
 
 
 def tour_layer(model: Any) -> int:
@@ -197,11 +196,11 @@ def _explain(ctx: TourContext, db, features: list[int]) -> dict[int, str]:
 
 def step_features(ctx: TourContext) -> None:
     from ..dictionaries import load
-    from ..display.views import line_plot
     from ..features import FeatureDB
     from ..features.concepts import (
         NEUTRAL_PROMPTS,
         SELECTION_PROMPTS,
+        STRENGTHS,
         choose_concept_feature,
         evaluate_concept_steering,
         fluency_bound,
@@ -275,12 +274,7 @@ def step_features(ctx: TourContext) -> None:
             [(r.concept, r.feature, f"{r.match_fraction:.0%}", f"×{r.strength:g}", f"{r.success:.0%}",
               f"{r.mentions:.0%}", f"{r.control_success:.0%}", f"{r.baseline_success:.0%}", f"{r.concept_prob:.1e}",
               f"{r.control_prob:.1e}", f"{r.baseline_prob:.1e}") for r in results])
-    s.view(line_plot({"fluent mentions": [x["success"] for x in best.sweep],
-                      "mentions (any)": [x["mentions"] for x in best.sweep],
-                      "fluent continuations": [x["fluent"] for x in best.sweep]},
-                     [f"×{x['strength']:g}" for x in best.sweep], title=f"steering toward '{best.concept}'",
-                     y_label="share of prompts"),
-           prose.steering_sweep(best.feature, best.sweep))
+    s.view(best.sweep_view(title=f"steering toward '{best.concept}'"), prose.steering_sweep(best.feature, best.sweep))
     s.text(prose.steering(best.concept, best.feature, best.success, best.control_success, best.baseline_success,
                           best.concept_prob, best.control_prob, best.baseline_prob, len(best.prompts),
                           mentions=best.mentions, control_mentions=best.control_mentions,
