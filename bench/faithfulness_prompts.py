@@ -38,6 +38,19 @@ PROMPTS = [
 ]
 
 
+def read_prompts(path: str) -> list[tuple[str, str]]:
+    """``kind<TAB>prompt`` or bare prompt lines (blank lines and lines starting with '#' skipped)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        kind, _, prompt = line.partition("\t") if "\t" in line else ("prompt", "", line)
+        out.append((kind.strip(), prompt.replace("\\n", "\n")))
+    if not out:
+        raise SystemExit(f"{path}: no prompts")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--max-feature-nodes", type=int, default=1024)
@@ -49,8 +62,16 @@ def main() -> None:
     p.add_argument("--diagnostics", action="store_true",
                    help="also measure with only attention patterns / only norm scales frozen (frozen_attention, "
                         "frozen_norms): which of the two separates the graph from the replacement model")
+    p.add_argument("--live", choices=("none", "norms", "attention", "both"), default="none",
+                   help="build graphs that differentiate through the norm scales and/or attention patterns instead "
+                        "of freezing them (AttributionConfig.live_norms / live_attention; default: circuit-tracer's "
+                        "frozen graph)")
+    p.add_argument("--prompts", default="",
+                   help="a text file of prompts to use instead of the built-in ten: one per line, 'kind<TAB>prompt' "
+                        "or just the prompt ('\\n' in a prompt stands for a newline)")
     p.add_argument("--out", default="bench/out/faithfulness.json")
     args = p.parse_args()
+    prompts = read_prompts(args.prompts) if args.prompts else PROMPTS
     torch.set_num_threads(args.threads)
     model = ms.load_model("smollm2-135m")
     found = find_transcoder_set(model)
@@ -58,11 +79,13 @@ def main() -> None:
         raise SystemExit("no cached transcoder set: run `mechscope dictionaries build` first")
     tcs = found.transcoders()
     rows = []
-    for kind, prompt in PROMPTS:
+    live_norms, live_attention = args.live in ("norms", "both"), args.live in ("attention", "both")
+    for kind, prompt in prompts:
         t0 = time.time()
         target = int(model(prompt)[0, -1].argmax())
         graph = attribute(model, tcs, prompt, target_tokens=[target],
-                          cfg=AttributionConfig(max_feature_nodes=args.max_feature_nodes))
+                          cfg=AttributionConfig(max_feature_nodes=args.max_feature_nodes, live_norms=live_norms,
+                                                live_attention=live_attention))
         settings = SETTINGS if args.diagnostics else ("graph", "replacement", "real")
         res = faithfulness(model, tcs, prompt, target, graph=graph,
                            cfg=FaithfulnessConfig(n_features=args.n_features, settings=settings,
@@ -86,7 +109,8 @@ def main() -> None:
                                     "sign_real", "steer_r_real", "r_frozen_attention", "r_frozen_norms")
                if k in rows[0]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"set": str(found.folder), "summary": summary, "prompts": rows}, indent=1))
+    Path(args.out).write_text(json.dumps({"set": str(found.folder), "live": args.live, "summary": summary,
+                                          "prompts": rows}, indent=1))
     print("\n| kind | prompt | target (p) | replacement | completeness | ablation r graph / replacement / real | "
           "sign (real) | steering r (real) | top-10 together: real (pred) | random |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -6,12 +6,13 @@ import json
 
 import pytest
 import torch
-from .helpers import random_clt, random_transcoders
 from tiny import hooked, save_model_dir
 
 from mechscope.circuits import AttributionConfig, attribute
 from mechscope.circuits.faithfulness import FaithfulnessConfig, faithfulness, predict_change, total_effects
 from mechscope.circuits.interventions import predict_ablation
+
+from .helpers import random_clt, random_transcoders
 
 TOKENS = torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(5))
 
@@ -137,9 +138,9 @@ def test_ranking_json_and_errors():
 
 
 def test_faithfulness_cli(tmp_path, capsys):
+    import mechscope as ms
     from mechscope.cli.main import main
     from mechscope.dictionaries import save_transcoder_set
-    import mechscope as ms
 
     model_dir = save_model_dir(tmp_path / "model")
     model = ms.load_model(str(model_dir))
@@ -154,6 +155,52 @@ def test_faithfulness_cli(tmp_path, capsys):
     meta = json.loads((out / "graph.json").read_text())["metadata"]
     assert meta["replacement_score"] == pytest.approx(data["replacement_score"])
     assert "ablation r=" in capsys.readouterr().out
+    assert meta["live"] == []
+    rc = main(["faithfulness", "--model", str(model_dir), "--transcoders", str(tmp_path / "tc"), "--prompt",
+               "hello there", "--target", "e", "--out", str(tmp_path / "live"), "--n-features", "4", "--settings",
+               "graph", "--max-feature-nodes", "60", "--live-norms", "--live-attention"])
+    assert rc == 0
+    assert json.loads((tmp_path / "live" / "graph.json").read_text())["metadata"]["live"] == ["norms", "attention"]
     rc = main(["faithfulness", "--model", str(model_dir), "--transcoders", str(tmp_path / "tc"), "--prompt", "hi",
                "--target", "ab", "--out", str(out)])
     assert rc == 2
+
+
+@pytest.mark.parametrize("live", [("norms",), ("attention",), ("norms", "attention")])
+def test_live_graphs_predict_small_changes_to_first_order(live, tmp_path):
+    """A graph that differentiates through the norm scales and/or attention patterns predicts a steer in the
+    replacement model with those live to first order: its relative error shrinks with the size of the steer, while
+    the frozen graph's stays (a first-order term it leaves out)."""
+    from mechscope.circuits import AttributionGraph
+
+    model = hooked("llama")
+    tcs = always_on(model)
+    frozen = attribute(model, tcs, TOKENS, cfg=AttributionConfig(batch_size=128, max_n_logits=1))
+    graph = attribute(model, tcs, TOKENS, cfg=AttributionConfig(batch_size=128, max_n_logits=1,
+                                                                live_norms="norms" in live,
+                                                                live_attention="attention" in live))
+    assert graph.live == live and frozen.live == ()
+    setting = {("norms",): "frozen_attention", ("attention",): "frozen_norms"}.get(live, "replacement")
+    tok = int(graph.logit_tokens[0])
+
+    def relative_error(g, steer):
+        res = faithfulness(model, tcs, TOKENS, tok, graph=g,
+                           cfg=FaithfulnessConfig(n_features=8, steer=steer, settings=("graph", setting)))
+        pred = torch.tensor([r.predicted_steer for r in res.rows])
+        meas = torch.tensor([r.measured_steer[setting] for r in res.rows])
+        assert float(pred.abs().max()) > 1e-4  # not vacuous
+        return res, float((pred - meas).abs().max() / pred.abs().max())
+
+    res, coarse = relative_error(graph, 1.05)
+    _, fine = relative_error(graph, 1.01)
+    _, frozen_coarse = relative_error(frozen, 1.05)
+    _, frozen_fine = relative_error(frozen, 1.01)
+    assert fine < 0.5 * coarse and fine < 0.2 * frozen_fine, (coarse, fine, frozen_fine)
+    assert frozen_fine > 0.8 * frozen_coarse > 0.02, (frozen_coarse, frozen_fine)
+    # the graph setting of a live graph keeps the same things live
+    assert all(r.measured_steer["graph"] == pytest.approx(r.measured_steer[setting], abs=1e-6) for r in res.rows)
+    # what the graph differentiated through travels with it
+    assert json.loads(json.dumps(graph.to_json()))["metadata"]["live"] == list(live)
+    assert AttributionGraph.load(graph.save(tmp_path / "g")).live == live
+    with pytest.raises(ValueError, match="live may hold"):
+        AttributionGraph(**{**graph.__dict__, "live": ("mlp",)})

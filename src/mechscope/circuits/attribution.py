@@ -9,11 +9,12 @@ stream, and the direct effect of any source node on any target node is exact:
   linear image of the residual), a logit is ``final_norm[last] . (W_U[:, tok] - mean_v W_U[:, v])``.
 
 The edge ``source -> target`` is ``<d target / d (residual at the source's write site), source vector>``, where the
-gradient runs only through attention (frozen patterns), norms (frozen scales), the residual and transcoder skip
-paths: every MLP path goes through a feature or an error node, which are held fixed, so edges are *direct*
-effects. One backward pass gives a target's whole row; rows are computed ``batch_size`` at a time by replaying the
-prompt ``batch_size`` times (one copy per target) with zero "probe" leaves at every write site and keeping the
-forward graph for all batches.
+gradient runs only through attention (frozen patterns), norms (frozen scales), the residual and transcoder skip paths:
+every MLP path goes through a feature or an error node, which are held fixed, so edges are *direct* effects.
+(``AttributionConfig.live_norms`` / ``live_attention`` differentiate through the norm scales / patterns instead:
+first-order edges of a nonlinear model, not circuit-tracer's definition.) One backward pass gives a target's whole row;
+rows are computed ``batch_size`` at a time by replaying the prompt ``batch_size`` times (one copy per target) with zero
+"probe" leaves at every write site and keeping the forward graph for all batches.
 
 Feature rows are computed in order of influence on the logits, estimated from the rows known so far (first the
 logit rows, then repeatedly the most influential pending features), up to ``max_feature_nodes``; features never
@@ -61,6 +62,13 @@ class AttributionConfig:
     Their decoded output stays in the frozen replacement model as a constant; the position-0 error nodes keep their
     usual value (MLP output minus the full reconstruction). circuit-tracer zeroes those error nodes as well, so its
     position-0 error columns are 0 where mechscope's are not; every other edge agrees (bench/RESULTS.md)."""
+    live_norms: bool = False
+    """Differentiate through the normalisation scales (RMSNorm / LayerNorm denominators) instead of freezing them.
+    Not circuit-tracer's definition: edges become first-order effects in the replacement model with live norms, so
+    they no longer sum to their target's value (a norm is scale-invariant) and the graph is no longer exactly linear,
+    but single-feature ablations in the real model follow it more closely (bench/RESULTS.md)."""
+    live_attention: bool = False
+    """Differentiate through the attention patterns (query-key path) instead of freezing them; as ``live_norms``."""
 
     def __post_init__(self) -> None:
         if self.max_n_logits < 1 or self.batch_size < 1 or self.update_interval < 1:
@@ -110,9 +118,13 @@ def logit_targets(state: FrozenState, cfg: AttributionConfig,
 class _RowComputer:
     """Holds one replay of ``batch`` copies and turns batches of target seeds into rows of direct effects."""
 
-    def __init__(self, rm: ReplacementModel, state: FrozenState, active: _Active, batch: int):
+    def __init__(self, rm: ReplacementModel, state: FrozenState, active: _Active, batch: int,
+                 live_norms: bool = False, live_attention: bool = False):
         self.rm, self.state, self.active, self.batch = rm, state, active, batch
-        self.run: RunOutput = rm.run(state, batch=batch, probes=True, stop_at_final_norm=True)
+        # Error nodes stay frozen, so live norms / patterns compute the same forward values; only the backward
+        # signals change (full Jacobian instead of the frozen linear map).
+        self.run: RunOutput = rm.run(state, batch=batch, probes=True, stop_at_final_norm=True,
+                                     freeze_norms=not live_norms, freeze_attention=not live_attention)
         self.layers = sorted({int(l) for l in active.layer.tolist()})
         self.cols: dict[int, Tensor] = {}
         # Decoder vectors laid out per position, (T, slots, D) with zero padding, so a feature column is one batched
@@ -201,7 +213,7 @@ def attribute(model: HookedModel, transcoders: Transcoders | TranscoderStack, pr
     limit = n_act if cfg.max_feature_nodes is None else min(n_act, cfg.max_feature_nodes)
     log.info("prompt of %d tokens: %d active features, %d logit targets, computing %d feature rows",
              T, n_act, len(logit_ids), limit)
-    comp = _RowComputer(rm, state, active, cfg.batch_size)
+    comp = _RowComputer(rm, state, active, cfg.batch_size, cfg.live_norms, cfg.live_attention)
     dirs = rm.logit_direction(logit_ids)  # (n_logits, D)
     enc = {l: rm.tc.encoder_vectors(l, active.idx[comp.cols[l]]).float() for l in comp.layers}
     feat_vec = torch.zeros(n_act, model.cfg.d_model)
@@ -235,11 +247,13 @@ def attribute(model: HookedModel, transcoders: Transcoders | TranscoderStack, pr
             n_rows += len(pick)
             bar.update(len(pick))
     bar.close()
-    return _assemble(model, state, active, R, rc, logit_ids, logit_probs, done, rm)
+    live = tuple(k for k, on in (("norms", cfg.live_norms), ("attention", cfg.live_attention)) if on)
+    return _assemble(model, state, active, R, rc, logit_ids, logit_probs, done, rm, live)
 
 
 def _assemble(model: HookedModel, state: FrozenState, active: _Active, R: Tensor, rc: Tensor, logit_ids: Tensor,
-              logit_probs: Tensor, done: Tensor, rm: ReplacementModel) -> AttributionGraph:
+              logit_probs: Tensor, done: Tensor, rm: ReplacementModel,
+              live: tuple[str, ...] = ()) -> AttributionGraph:
     """Square adjacency over [selected features, errors, tokens, logits]; rows are targets, columns sources."""
     n_act, T, L = len(active.value), state.n_pos, rm.n_layers
     sel = done.nonzero(as_tuple=True)[0]  # ordered by (layer, pos, idx)
@@ -271,7 +285,7 @@ def _assemble(model: HookedModel, state: FrozenState, active: _Active, R: Tensor
                           for t in logit_ids],
         logit_probs=logit_probs.float(),
         logit_values=(logits_last[logit_ids] - logits_last.mean()),
-        n_layers=L, adjacency=adj, model_name=model.cfg.name)
+        n_layers=L, adjacency=adj, model_name=model.cfg.name, live=live)
 
 
 def feature_node_index(graph: AttributionGraph, layer: int, pos: int, idx: int) -> int:

@@ -27,7 +27,9 @@ Measurement settings (``settings``), all intervening on the feature's activation
   nodes frozen at their values on the prompt, every transcoder feature re-encoded from the edited run (active
   features left out of the graph by ``max_feature_nodes`` held at their values). This is linear except where a
   feature switches on or off, so **prediction equals measurement (up to float rounding) exactly when no feature
-  crosses its threshold**; ``crossed`` counts the features that did (edited ones excluded).
+  crosses its threshold**; ``crossed`` counts the features that did (edited ones excluded). For a graph that
+  differentiates through norms or attention (``AttributionGraph.live``) those stay live here too, and the
+  prediction is first-order: it equals the measurement only for small changes.
 - ``"replacement"``: the same with attention patterns and norm scales recomputed from the edited run: the real
   model's computation with every MLP replaced by its transcoder plus the frozen error term. Differences from the
   prediction come from attention / norm nonlinearity and threshold crossings.
@@ -334,8 +336,9 @@ def _measure_replacement(rm: ReplacementModel, state: FrozenState, graph: Attrib
         count = torch.zeros(B, dtype=torch.long)
         with torch.no_grad():
             run = rm.run(state, batch=B, edit=_editor(state, hold, chunk, count), propagate=True,
-                         freeze_attention=setting in ("graph", "frozen_attention"),
-                         freeze_norms=setting in ("graph", "frozen_norms"))
+                         freeze_attention=(setting == "graph" and "attention" not in graph.live)
+                         or setting == "frozen_attention",
+                         freeze_norms=(setting == "graph" and "norms" not in graph.live) or setting == "frozen_norms")
         logits = run.logits[:, -1].double()  # (B, V)
         values += (logits[:, token] - logits.mean(-1)).tolist()
         crossed += count.tolist()

@@ -10,8 +10,9 @@ Nodes are numbered in four consecutive blocks::
     [F + L*T + T, N)             logit nodes, one per target token (``logit_tokens``), at the last position
 
 ``adjacency[target, source]`` is the direct linear effect of ``source`` (at its actual value) on ``target`` in the
-frozen replacement model: on a feature's pre-activation, or on a logit minus the mean logit. Rows of error and
-token nodes are zero (they are sources only); scaling a source by ``c`` changes each target by ``(c-1) * edge``.
+frozen replacement model: on a feature's pre-activation, or on a logit minus the mean logit (a graph built with ``live``
+norms or attention holds first-order effects through them instead; ``AttributionGraph.live``). Rows of error and token
+nodes are zero (they are sources only); scaling a source by ``c`` changes each target by ``(c-1) * edge``.
 
 Pruning (:meth:`AttributionGraph.prune`)
 ----------------------------------------
@@ -46,7 +47,7 @@ JSON file (:meth:`AttributionGraph.to_json`), the layout circuit-tracer writes a
 
     {"metadata": {"slug", "scan", "transcoder_list": [], "prompt_tokens": [str], "prompt", "node_threshold",
                   "edge_threshold", "schema_version": 1, "generator": "mechscope", "replacement_score",
-                  "completeness_score"},
+                  "completeness_score", "live"},
      "qParams": {"pinnedIds": [], "supernodes": [[name, node_id, ...]], "linkType": "both", "clickedId": "",
                  "sg_pos": ""},
      "nodes": [{"node_id", "jsNodeId", "feature", "layer", "ctx_idx", "feature_type", "token_prob",
@@ -146,8 +147,15 @@ class AttributionGraph:
     """circuit-tracer's replacement score of the unpruned graph (module docstring); computed at construction."""
     completeness_score: float | None = None
     """circuit-tracer's completeness score of the unpruned graph (module docstring); computed at construction."""
+    live: tuple[str, ...] = ()
+    """What the edges differentiate through instead of freezing: ``"norms"`` and/or ``"attention"`` (empty: the
+    frozen linear replacement model, circuit-tracer's definition; ``AttributionConfig.live_norms``)."""
 
     def __post_init__(self) -> None:
+        self.live = tuple(self.live)
+        unknown = set(self.live) - {"norms", "attention"}
+        if unknown:
+            raise ValueError(f"AttributionGraph.live may hold 'norms' and 'attention', got {sorted(unknown)}")
         if self.replacement_score is None or self.completeness_score is None:
             self.replacement_score, self.completeness_score = self.scores()
 
@@ -261,7 +269,7 @@ class AttributionGraph:
                 "prompt_tokens": self.token_strs, "prompt": prompt if prompt is not None else "".join(self.token_strs),
                 "node_threshold": node_threshold, "edge_threshold": edge_threshold, "schema_version": 1,
                 "generator": "mechscope", "replacement_score": _finite(self.replacement_score),
-                "completeness_score": _finite(self.completeness_score)}
+                "completeness_score": _finite(self.completeness_score), "live": list(self.live)}
         q = {"pinnedIds": [], "supernodes": supernodes or [], "linkType": "both", "clickedId": "", "sg_pos": ""}
         return {"metadata": meta, "qParams": q, "nodes": nodes, "links": links}
 
@@ -306,7 +314,7 @@ class AttributionGraph:
         atomic_write(folder / "graph.safetensors", lambda tmp: save_file(tensors, str(tmp)))
         meta = {"token_strs": self.token_strs, "logit_token_strs": self.logit_token_strs, "n_layers": self.n_layers,
                 "model_name": self.model_name, "replacement_score": _finite(self.replacement_score),
-                "completeness_score": _finite(self.completeness_score)}
+                "completeness_score": _finite(self.completeness_score), "live": list(self.live)}
         _atomic_write(folder / "graph_meta.json", json.dumps(meta))
         return folder
 
@@ -316,7 +324,7 @@ class AttributionGraph:
         t = load_file(str(folder / "graph.safetensors"))
         meta = json.loads((folder / "graph_meta.json").read_text())
         return cls(token_strs=meta["token_strs"], logit_token_strs=meta["logit_token_strs"],
-                   n_layers=meta["n_layers"], model_name=meta["model_name"], **t)
+                   n_layers=meta["n_layers"], model_name=meta["model_name"], live=tuple(meta.get("live", ())), **t)
 
     def _repr_html_(self) -> str:
         """The web UI's graph viewer, inline (:func:`mechscope.display.graph_view` on the pruned :meth:`to_json`)."""

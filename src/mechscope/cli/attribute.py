@@ -36,6 +36,11 @@ class AttributeConfig:
     """Cumulative edge influence kept when pruning."""
     slug: str = "graph"
     """Graph name written into the metadata."""
+    live_norms: bool = False
+    """Differentiate through the norm scales instead of freezing them (first-order edges; not circuit-tracer's
+    definition; AttributionConfig.live_norms)."""
+    live_attention: bool = False
+    """Differentiate through the attention patterns instead of freezing them (as --live-norms)."""
 
 
 
@@ -73,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     targets = [model.to_single_token(t) for t in cfg.target_tokens] if cfg.target_tokens else None
     limit = cfg.max_feature_nodes if cfg.max_feature_nodes > 0 else None
     acfg = AttributionConfig(max_n_logits=cfg.max_n_logits, desired_logit_prob=cfg.desired_logit_prob,
-                             max_feature_nodes=limit, batch_size=cfg.batch_size)
+                             max_feature_nodes=limit, batch_size=cfg.batch_size, live_norms=cfg.live_norms,
+                             live_attention=cfg.live_attention)
     graph = attribute(model, tcs, args.prompt, target_tokens=targets, cfg=acfg)
     out = Path(cfg.out)
     pr = graph.prune(cfg.node_threshold, cfg.edge_threshold)

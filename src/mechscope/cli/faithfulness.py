@@ -25,7 +25,6 @@ class FaithfulnessCommand:
     transcoders: str = ""
     """Folder with the transcoders: a circuit-tracer transcoder set (config.yaml), one CLT / transcoder folder
     (cfg.json), or a folder of per-layer transcoder folders. Default: the model's cached full transcoder set."""
-    """Built-in name, local folder, .gguf file or hub id."""
     out: str = "runs/faithfulness"
     """Output folder: faithfulness.json and graph.json (the graph that was checked)."""
     graph: str = ""
@@ -34,6 +33,11 @@ class FaithfulnessCommand:
     """Most feature nodes of the graph built here (0 or less: every active feature)."""
     attribution_batch_size: int = 32
     """Targets per backward pass while building the graph."""
+    live_norms: bool = False
+    """Build a graph that differentiates through the norm scales instead of freezing them (first-order edges; not
+    circuit-tracer's definition; AttributionConfig.live_norms)."""
+    live_attention: bool = False
+    """Build a graph that differentiates through the attention patterns instead of freezing them."""
 
 
 
@@ -67,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         graph = AttributionGraph.load(cmd.graph)
     else:
         limit = cmd.max_feature_nodes if cmd.max_feature_nodes > 0 else None
-        acfg = AttributionConfig(max_feature_nodes=limit, batch_size=cmd.attribution_batch_size)
+        acfg = AttributionConfig(max_feature_nodes=limit, batch_size=cmd.attribution_batch_size,
+                                 live_norms=cmd.live_norms, live_attention=cmd.live_attention)
         graph = attribute(model, tcs, cmd.prompt, target_tokens=[token], cfg=acfg, replacement=rm)
         graph.write_json(out / "graph.json", slug="faithfulness", prompt=cmd.prompt, scan=cmd.model)
     result = faithfulness(model, tcs, cmd.prompt, token, cfg=cfg, graph=graph, replacement=rm)
