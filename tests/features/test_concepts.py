@@ -11,7 +11,14 @@ import torch
 from display.helpers import check_self_contained
 
 import mechscope as ms
-from mechscope.features.concepts import concept_forms, evaluate_concept_steering, find_concept_feature, mentions
+from mechscope.features.concepts import (
+    choose_concept_feature,
+    concept_forms,
+    evaluate_concept_steering,
+    find_concept_feature,
+    mentions,
+    promoting_features,
+)
 from mechscope.features.source import FeatureError
 from mechscope.features.stats import Example
 
@@ -50,6 +57,50 @@ def test_find_concept_feature_prefers_features_peaking_on_the_concept():
     })
     assert find_concept_feature(db, "music") == (4, 0.9)  # the peak or the token before it: 9 of 10
     assert find_concept_feature(FakeDB({}), "music") is None
+
+
+class PromotingDB:
+    """by_token / search / examples / card as FeatureDB answers them, with logit effects but no matching examples."""
+
+    def __init__(self, promoted: dict[str, list[tuple[int, float]]]):
+        self.promoted = promoted
+
+    def by_token(self, token: str, where: str = "promoted", limit: int = 20):
+        assert where == "promoted"
+        return self.promoted.get(token, [])[:limit]
+
+    def search(self, query: str, limit: int = 20):
+        return []
+
+    def examples(self, feature: int, kind: str = "top"):
+        return [_example(feature, ["the", " cat"], 1)] * 4
+
+    def card(self, feature: int):
+        return SimpleNamespace(max_act=1.0)
+
+
+def test_promoting_features_merge_forms_and_capitalisation():
+    db = PromotingDB({"love": [(3, 2.0), (5, 1.0)], "Love": [(5, 4.0)], "loved": [(7, 0.5)], "glove": [(9, 9.0)]})
+    assert promoting_features(db, "love") == [5, 3, 7]  # each feature at its largest effect; whole forms only
+    assert promoting_features(db, "love", limit=2) == [5, 3]
+    assert promoting_features(db, "music") == []
+
+
+@pytest.mark.real
+def test_choose_concept_feature_finds_an_output_feature_the_examples_never_show(smollm):
+    """No top example mentions the concept (a short statistics pass), but the database's logit effects name two
+    features promoting it: the one whose direction is the word's unembedding is chosen by its output score."""
+    model = smollm
+    layer = model.cfg.n_layers - 1
+    d = ms.dictionaries.create("topk", d_in=model.cfg.d_model, d_sae=16, k=1,
+                               hook_name=f"blocks.{layer}.resid_post", model_name="smollm2-135m")
+    love = model.W_U[:, model.to_single_token(" love")].detach().float()
+    with torch.no_grad():
+        d.W_dec[2] = love / love.norm()
+    db = PromotingDB({"love": [(9, 3.0), (2, 1.0)]})
+    feature, match, score = choose_concept_feature(model, d, db, "love", strength=25.0)
+    assert (feature, match) == (2, 0.0) and score > 1.0
+    assert choose_concept_feature(model, d, PromotingDB({}), "love") is None
 
 
 @pytest.mark.real

@@ -4,7 +4,9 @@ prompts, and compare with random features of the same norm and with no steering.
 - :func:`concept_forms`: the word forms counted as mentioning a concept (``love`` -> love, loves, loved, ...).
 - :func:`concept_feature_candidates` / :func:`find_concept_feature`: features whose top examples contain the concept
   at their peak token (full-text search of the database, then a count over each candidate's top examples).
-- :func:`choose_concept_feature`: of those candidates, the one whose steering raises the concept's next-token
+- :func:`promoting_features`: features whose logit effects promote the concept's tokens (output features, found
+  whether or not the statistics pass saw the word).
+- :func:`choose_concept_feature`: of both kinds of candidates, the one whose steering raises the concept's next-token
   probability most (:func:`output_score`) on prompts kept apart from the ones steering is measured on.
 - :func:`fluency_bound` / :func:`continuation_scores`: when a continuation still reads as text. It is fluent when
   the *unsteered* model finds it no less likely (mean per-token NLL) than 90% of its own sampled continuations of
@@ -73,6 +75,17 @@ def concept_token_ids(tokenizer: Any, forms: Sequence[str]) -> list[int]:
     return sorted(ids)
 
 
+def _peak_fraction(db: Any, feature: int, forms: Sequence[str]) -> tuple[int, float]:
+    """How many of ``feature``'s top examples peak on a form of the concept (or on the token just after one), and
+    what fraction of its top examples that is."""
+    examples = db.examples(feature, "top")
+    hits = 0
+    for ex in examples:
+        near = ex.str_tokens[max(0, ex.position - 1):ex.position + 1]
+        hits += any(mentions(t, forms) for t in near)
+    return hits, hits / len(examples) if examples else 0.0
+
+
 def concept_feature_candidates(db: Any, word: str, *, candidates: int = 40, min_matches: int = 3
                                ) -> list[tuple[int, float]]:
     """``(feature, fraction of its top examples that peak on the concept)``, best first, for every feature with at
@@ -88,16 +101,22 @@ def concept_feature_candidates(db: Any, word: str, *, candidates: int = 40, min_
         seen.setdefault(f, None)
     found = []
     for f in list(seen)[:candidates]:
-        examples = db.examples(f, "top")
-        if not examples:
-            continue
-        hits = 0
-        for ex in examples:
-            near = ex.str_tokens[max(0, ex.position - 1):ex.position + 1]
-            hits += any(mentions(t, forms) for t in near)
+        hits, fraction = _peak_fraction(db, f, forms)
         if hits >= min_matches:
-            found.append((f, hits / len(examples)))
+            found.append((f, fraction))
     return sorted(found, key=lambda t: -t[1])  # stable: ties keep search order
+
+
+def promoting_features(db: Any, word: str, *, limit: int = 40) -> list[int]:
+    """Features whose logit effects in the database (their top promoted tokens) include a form of ``word``, largest
+    effect first. Unlike :func:`concept_feature_candidates` this does not depend on the statistics pass having seen
+    the word: every feature has logit effects."""
+    best: dict[int, float] = {}
+    for form in concept_forms(word):
+        for variant in dict.fromkeys((form, form.capitalize())):
+            for f, value in db.by_token(variant, "promoted", limit=limit):
+                best[f] = max(best.get(f, value), value)
+    return sorted(best, key=lambda f: -best[f])[:limit]
 
 
 def find_concept_feature(db: Any, word: str, *, candidates: int = 40, min_matches: int = 3
@@ -142,16 +161,21 @@ def choose_concept_feature(model: Any, dictionary: Any, db: Any, word: str, *, n
                            min_matches: int = 3, strength: float = 4.0,
                            prompts: Sequence[str] = SELECTION_PROMPTS) -> tuple[int, float, float] | None:
     """``(feature, match fraction, output score)``: of the ``n_candidates`` features that peak most often on the
-    concept, the one whose steering raises the concept's probability most on ``prompts`` (which should not be the
-    prompts steering is then measured on). None when no feature peaks on the concept."""
-    found = concept_feature_candidates(db, word, min_matches=min_matches)[:n_candidates]
+    concept and the ``n_candidates`` that promote it most (:func:`promoting_features`), the one whose steering
+    raises the concept's probability most on ``prompts`` (which should not be the prompts steering is then measured
+    on). The match fraction is the share of its top examples that peak on the concept (0 for a feature found by its
+    logit effects alone). None when no feature peaks on the concept or promotes it."""
+    forms = concept_forms(word)
+    found = dict(concept_feature_candidates(db, word, min_matches=min_matches)[:n_candidates])
+    for f in promoting_features(db, word, limit=n_candidates):
+        if f not in found:
+            found[f] = _peak_fraction(db, f, forms)[1]
     if not found:
         return None
-    forms = concept_forms(word)
     with torch.no_grad():
         unsteered = _next_log_probs(model, prompts)
     scored = [(f, m, output_score(model, dictionary, f, db.card(f).max_act, forms, strength=strength,
-                                  prompts=prompts, unsteered=unsteered)) for f, m in found]
+                                  prompts=prompts, unsteered=unsteered)) for f, m in found.items()]
     return max(scored, key=lambda t: t[2])
 
 

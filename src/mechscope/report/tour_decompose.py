@@ -250,14 +250,15 @@ def step_features(ctx: TourContext) -> None:
             [(c.feature, f"{c.frequency:.4f}", explanations.get(c.feature, ""), _marked_context(ctx.model, c))
              for c in cards])
     if not results:
-        s.text(f"No feature in the database peaks on any of the concept words searched ({', '.join(CONCEPTS)}), so "
-               f"there is no concept to steer toward in this run.")
+        s.text(f"No feature in the database peaks on or promotes any of the concept words searched "
+               f"({', '.join(CONCEPTS)}), so there is no concept to steer toward in this run.")
         ctx.findings.update(steering_success=None, steering_control_success=None)
         return
     best = max(results, key=lambda r: (r.success - max(r.control_success, r.baseline_success), r.concept_prob))
     s.text(f"<b>Steering by a concept.</b> The database is searched for each of {len(CONCEPTS)} concept words; "
-           f"{len(found)} have features whose top examples peak on the word. Of each word's (up to) "
-           f"{3 if quick else 5} best-matching features, the one whose steering raises the word's next-token "
+           f"{len(found)} have features whose top examples peak on the word or whose logit effects promote it. Of "
+           f"each word's (up to) {3 if quick else 5} best-matching features of either kind, the one whose steering "
+           f"raises the word's next-token "
            f"probability most on {len(SELECTION_PROMPTS)} separate selection prompts is kept (features that fire on a "
            f"word are not always the ones that make the model say it), and the concepts whose features raise it most "
            f"are steered "
