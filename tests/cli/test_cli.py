@@ -86,6 +86,9 @@ def test_quick_tour_writes_a_report_with_plots(tmp_path, smollm):
     verdict = prose.group_ablation(found["graph_top_change"], found["graph_top_predicted"],
                                    found["graph_random_change"], 10)
     assert verdict.split(". ")[-1] in html
+    # the live graph's check is reported beside the frozen one, as computed
+    live = prose.live_graph(found["graph_r_real"], found["graph_live_r_real"], 10)
+    assert live.split(", ")[-1].rstrip(".") in html and (tmp_path / "graph" / "faithfulness_live.json").is_file()
     assert found["sae_fvu"] < 0.6                 # the quick SAE already explains most of the variance
     # steering is measured against controls, and the report's verdict follows those numbers
 

@@ -57,6 +57,9 @@ def test_graph_and_faithfulness_and_group():
     assert "borne out" in prose.faithfulness("real", 0.2, 0.5, 10) and "predicts what" in prose.faithfulness(
         "graph", 0.99, 1.0, 10)
     assert "undefined" in prose.faithfulness("real", math.nan, 0.5, 10)
+    assert "what freezing leaves out" in prose.live_graph(0.45, 0.67, 10)
+    assert "does not help" in prose.live_graph(0.6, 0.4, 10) and "about the same" in prose.live_graph(0.5, 0.52, 10)
+    assert "0.67" in prose.live_graph(0.45, 0.67, 10) and "could not" in prose.live_graph(math.nan, 0.5, 10)
     good = prose.group_ablation(-0.09, -0.1, -0.01, 10)
     wrong = prose.group_ablation(0.09, -0.1, -0.01, 10)
     same = prose.group_ablation(-0.01, -0.1, -0.01, 10)

@@ -142,6 +142,22 @@ def faithfulness(setting: str, r: float, sign_agreement: float, n: int) -> str:
                ": per-feature predictions are not borne out here."))
 
 
+def live_graph(r_frozen: float, r_live: float, n: int) -> str:
+    """The same check on a graph that differentiates through norms and attention instead of freezing them."""
+    if not _finite(r_frozen, r_live) or n < 2:
+        return ("A second graph, differentiated through the norm scales and attention patterns, could not be "
+                "compared (too few features or no variance).")
+    text = (f"The same check on a second graph that differentiates through the norm scales and attention patterns "
+            f"instead of freezing them (<code>--live-norms --live-attention</code>; first-order edges, not "
+            f"circuit-tracer's definition): real-model r = {r_live:.2f} over its top {n} features, against "
+            f"{r_frozen:.2f} for the frozen graph")
+    if r_live > r_frozen + 0.05:
+        return text + ", so here much of the gap between the graph and the real model is what freezing leaves out."
+    if r_live < r_frozen - 0.05:
+        return text + ", so here linearising through them does not help: the gap lies elsewhere."
+    return text + ", about the same: here freezing is not what separates the graph from the real model."
+
+
 def group_ablation(measured: float, predicted: float, random_mean: float, n: int) -> str:
     """Ablating the top-n graph features together, against the graph's prediction and random features."""
     if not _finite(measured, predicted):

@@ -5,7 +5,8 @@ at every MLP; otherwise through the tour's single transcoder, and the graph's sc
 left in error nodes. The graph is written as ``<out>/graph/graph.json`` (the web UI's viewer opens it) and drawn
 into the report; :func:`mechscope.circuits.faithfulness.faithfulness` then ablates and steers its top features in
 three settings (the frozen graph, the replacement model, the real model) and ablates them together against random
-features. Every conclusion in the text comes from :mod:`.prose`.
+features; a second graph that differentiates through norms and attention is checked in the real model beside it.
+Every conclusion in the text comes from :mod:`.prose`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def step_graph(ctx: TourContext) -> None:
     check = faithfulness(model, tcs, GRAPH_PROMPT, target, graph=graph,
                          cfg=FaithfulnessConfig(n_features=TOP_K, settings=settings))
     check.write_json(out / "faithfulness.json")
+    live_graph = attribute(model, tcs, GRAPH_PROMPT, target_tokens=[target],
+                           cfg=AttributionConfig(max_feature_nodes=256 if quick else 1024, live_norms=True,
+                                                 live_attention=True))
+    live_check = faithfulness(model, tcs, GRAPH_PROMPT, target, graph=live_graph,
+                              cfg=FaithfulnessConfig(n_features=TOP_K, settings=("real",)))
+    live_check.write_json(out / "faithfulness_live.json")
     rep, comp = float(graph.replacement_score), float(graph.completeness_score)
 
     s = ctx.report.section("8. Trace and verify: an attribution graph")
@@ -79,6 +86,7 @@ def step_graph(ctx: TourContext) -> None:
     s.text("<b>Verified by intervention.</b> " + " ".join(
         prose.faithfulness(name, check.ablation[name].pearson, check.ablation[name].sign_agreement, len(check.rows))
         for name in settings))
+    s.text(prose.live_graph(real.pearson, live_check.ablation["real"].pearson, len(live_check.rows)))
     s.text(prose.group_ablation(check.top_group.measured["real"], check.top_group.predicted,
                                 check.random_group.measured["real"], len(check.top_group.node_ids)))
     s.table(["node (layer_feature_pos)", "predicted ablation", *[f"measured ({n})" for n in settings],
@@ -92,4 +100,5 @@ def step_graph(ctx: TourContext) -> None:
                         graph_steering_r_real=check.steering["real"].pearson,
                         graph_top_change=check.top_group.measured["real"],
                         graph_top_predicted=check.top_group.predicted,
-                        graph_random_change=check.random_group.measured["real"])
+                        graph_random_change=check.random_group.measured["real"],
+                        graph_live_r_real=live_check.ablation["real"].pearson)
