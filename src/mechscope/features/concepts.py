@@ -168,7 +168,7 @@ def choose_concept_feature(model: Any, dictionary: Any, db: Any, word: str, *, n
     forms = concept_forms(word)
     found = dict(concept_feature_candidates(db, word, min_matches=min_matches)[:n_candidates])
     for f in promoting_features(db, word, limit=n_candidates):
-        if f not in found:
+        if f not in found and db.card(f).max_act > 0:  # logit effects exist for features that never fired too
             found[f] = _peak_fraction(db, f, forms)[1]
     if not found:
         return None
