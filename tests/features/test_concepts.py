@@ -44,6 +44,9 @@ class FakeDB:
     def search(self, query: str, limit: int = 20):
         return [(f, "") for f, exs in self.ex.items() if any("music" in e.text() for e in exs)][:limit]
 
+    def by_token(self, token: str, where: str = "promoted", limit: int = 20):
+        return []  # no logit effects recorded
+
     def examples(self, feature: int, kind: str = "top"):
         return self.ex[feature]
 
