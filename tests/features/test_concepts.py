@@ -89,17 +89,23 @@ def test_promoting_features_merge_forms_and_capitalisation():
     assert promoting_features(db, "music") == []
 
 
-@pytest.mark.real
-def test_choose_concept_feature_finds_an_output_feature_the_examples_never_show(smollm):
-    """No top example mentions the concept (a short statistics pass), but the database's logit effects name two
-    features promoting it: the one whose direction is the word's unembedding is chosen by its output score."""
-    model = smollm
+def love_dictionary(model, feature: int):
+    """A 16-feature TopK dictionary at the last residual whose ``feature`` decodes to the ' love' unembedding."""
     layer = model.cfg.n_layers - 1
     d = ms.dictionaries.create("topk", d_in=model.cfg.d_model, d_sae=16, k=1,
                                hook_name=f"blocks.{layer}.resid_post", model_name="smollm2-135m")
     love = model.W_U[:, model.to_single_token(" love")].detach().float()
     with torch.no_grad():
-        d.W_dec[2] = love / love.norm()
+        d.W_dec[feature] = love / love.norm()
+    return d
+
+
+@pytest.mark.real
+def test_choose_concept_feature_finds_an_output_feature_the_examples_never_show(smollm):
+    """No top example mentions the concept (a short statistics pass), but the database's logit effects name two
+    features promoting it: the one whose direction is the word's unembedding is chosen by its output score."""
+    model = smollm
+    d = love_dictionary(model, 2)
     db = PromotingDB({"love": [(9, 3.0), (2, 1.0)]})
     feature, match, score = choose_concept_feature(model, d, db, "love", strength=25.0)
     assert (feature, match) == (2, 0.0) and score > 1.0
@@ -112,12 +118,7 @@ def test_steering_toward_an_unembedding_direction_beats_equal_norm_controls(smol
     hundred): at a moderate strength the continuations say love and stay text; at the strongest they only repeat it,
     which the sweep counts as mentions but not successes; random features at the kept norm do nothing."""
     model = smollm
-    layer = model.cfg.n_layers - 1
-    d = ms.dictionaries.create("topk", d_in=model.cfg.d_model, d_sae=16, k=1,
-                               hook_name=f"blocks.{layer}.resid_post", model_name="smollm2-135m")
-    love = model.W_U[:, model.to_single_token(" love")].detach().float()
-    with torch.no_grad():
-        d.W_dec[0] = love / love.norm()
+    d = love_dictionary(model, 0)
     card = SimpleNamespace(max_act=1.0)
     db = SimpleNamespace(card=lambda f: card, by_density=lambda *a, **k: [(f, 0.01) for f in range(16)])
     res = evaluate_concept_steering(model, d, db, "love", 0, strengths=(300.0, 25.0, 50.0), n_controls=3,
